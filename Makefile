@@ -1,0 +1,32 @@
+# The pins are the torch/torchvision pair that installs from the local wheel cache;
+# pyproject.toml keeps ranges that admit them.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/ganctl: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(PINS)
+	$(BIN)/pip install --quiet -e '.[dev]' $(PINS)
+	touch $(BIN)/ganctl
+
+install: $(BIN)/ganctl
+
+demo: install
+	$(BIN)/ganctl train hydra.run.dir=outputs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/python -m compileall -q ganctl tests benchmarks
+
+clean:
+	rm -rf outputs multirun .pytest_cache

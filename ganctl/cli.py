@@ -1,0 +1,169 @@
+"""Command-line entry point: `train` goes to Hydra, the other subcommands to argparse."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ganctl.errors import ConfigError, GanctlError
+
+USAGE = """\
+usage: ganctl <command> [args]
+
+commands:
+  train        train a GAN from Hydra configs    ganctl train +experiment=mnist_bce
+  sample       draw samples from a checkpoint    ganctl sample outputs/.../checkpoints/last.pt -o s.png
+  interpolate  walk the latent space             ganctl interpolate RUN_DIR -o walk.gif
+
+`ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others.
+"""
+
+GROUPS = ("dataset", "model", "loss", "optim", "trainer", "experiment")
+
+
+def conf_dir() -> Path:
+    """Configs of an installed wheel (ganctl/conf), else of a source checkout (<repo>/conf)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"ganctl's conf/ folder is missing next to {here}; reinstall ganctl")
+
+
+def fail(err: GanctlError) -> None:
+    for line in err.lines:
+        print(f"ganctl: error: {line}", file=sys.stderr)
+    sys.exit(err.exit_code)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _split_override(arg: str) -> tuple[str, str] | None:
+    if "=" not in arg or arg.startswith("-"):
+        return None
+    key, value = arg.split("=", 1)
+    return key.lstrip("+~"), value
+
+
+def check_group_options(overrides: Sequence[str]) -> None:
+    """`loss=foo` -> one line naming the value and the options; also for each value of a sweep."""
+    problems = []
+    for arg in overrides:
+        split = _split_override(arg)
+        if split is None or split[0] not in GROUPS:
+            continue
+        key, value = split
+        if any(tok in value for tok in ("(", "${")):
+            continue  # glob(...), range(...), interpolations: Hydra expands these
+        known = options(key)
+        for choice in value.split(","):
+            if choice.strip() not in known:
+                problems.append(f"{key}={choice.strip()!r} is not a known option; accepted: {', '.join(known)}")
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _hydra_message(exc: BaseException) -> str:
+    """One line from Hydra/OmegaConf's multi-line errors: the key and the first real reason."""
+    texts = []
+    while exc is not None:
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    lines = [ln.strip() for t in texts for ln in t.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("full_key", "object_type", "reference_type",
+                                                     "Set the environment", "To append"))]
+    full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key")), None)
+    msg = "; ".join(dict.fromkeys(keep[:2]))
+    return f"{full_key}: {msg}" if full_key and full_key not in msg else msg
+
+
+def prevalidate(overrides: list[str]) -> None:
+    """Compose and check the whole config before Hydra creates a run folder."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ganctl.config import to_run_config, validate
+    from ganctl.train import check_data, resolve_device
+
+    try:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
+            cfg = compose("train", overrides=overrides)
+        typed = to_run_config(cfg)
+    except (OmegaConfBaseException, ValueError, TypeError) as exc:
+        raise ConfigError(_hydra_message(exc)) from None
+    except Exception as exc:  # Hydra's composition errors share no public base class
+        if type(exc).__module__.startswith(("hydra", "omegaconf")):
+            raise ConfigError(_hydra_message(exc)) from None
+        raise
+    validate(typed)
+    resolve_device(typed.trainer.device)
+    check_data(typed)
+
+
+def _train_task(cfg) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ganctl import train
+    from ganctl.config import to_run_config
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        summary = train.run(to_run_config(cfg), run_dir)
+    except GanctlError as err:
+        if hc.mode == RunMode.MULTIRUN:
+            # One bad job of a sweep is reported, and the sweep goes on.
+            (run_dir / "error.txt").write_text(str(err) + "\n")
+            print(f"ganctl: error: job {hc.job.num} ({' '.join(hc.overrides.task)}): {err}", file=sys.stderr)
+            return None
+        fail(err)
+    print(f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s; outputs in {run_dir}:"
+          " metrics.csv, samples/, checkpoints/last.pt")
+    return summary.get("d_loss")
+
+
+def train_main(args: list[str]) -> None:
+    import hydra
+
+    from ganctl.config import register_schema
+
+    register_schema()
+    overrides = [a for a in args if not a.startswith("-")]
+    flags = [a for a in args if a.startswith("-")]
+    check_group_options(overrides)
+    if not flags:
+        prevalidate(overrides)
+    sys.argv = ["ganctl train", *args]
+    hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_train_task)()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    if args[0] in ("-sc", "--shell-completion") or args[0].startswith(("-sc=", "--shell-completion=")):
+        args = ["train", *args]  # Hydra's completion lives on the train command
+    command, rest = args[0], args[1:]
+    try:
+        if command == "train":
+            train_main(rest)
+        elif command == "sample":
+            from ganctl.sample import main as sample_main
+
+            sample_main(rest)
+        elif command == "interpolate":
+            from ganctl.interpolate import main as interpolate_main
+
+            interpolate_main(rest)
+        else:
+            raise ConfigError(f"unknown command {command!r}; accepted: train, sample, interpolate")
+    except GanctlError as err:
+        fail(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Shared fixtures: config composition, the real MNIST test split, generated SVHN files, the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def compose(*overrides: str):
+    """The typed run config Hydra composes for these overrides, as `ganctl train` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from ganctl.cli import conf_dir
+    from ganctl.config import register_schema, to_run_config
+
+    register_schema()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
+        return to_run_config(hydra_compose("train", overrides=list(overrides)))
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The real MNIST test split that sits beside the repository (10,000 images)."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST test split not found under {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def write_svhn_mat(folder: Path, split: str, n: int, seed: int = 0) -> Path:
+    """A small file in SVHN's real format: X uint8 32x32x3xN, y 1..10 (10 means digit 0)."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    # Smooth colour blobs rather than white noise, so a few steps of training see structure.
+    yy, xx = np.mgrid[0:32, 0:32]
+    X = np.empty((32, 32, 3, n), dtype=np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(8, 24, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40.0)
+        colour = rng.uniform(0.3, 1.0, size=3)
+        X[..., i] = (255 * blob[..., None] * colour).astype(np.uint8)
+    y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{split}_32x32.mat"
+    scipy.io.savemat(str(path), {"X": X, "y": y})
+    return path
+
+
+@pytest.fixture(scope="session")
+def svhn_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("svhn_data")
+    write_svhn_mat(root / "SVHN", "train", 256, seed=0)
+    write_svhn_mat(root / "SVHN", "test", 128, seed=1)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+    """Run the real `ganctl` in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ganctl", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,100 @@
+"""Each loss's value and gradient sign on cases worked out by hand."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganctl.config import LossConfig
+from ganctl.losses import LOSSES, build_loss
+
+LN2 = math.log(2.0)
+
+
+def scores(*values):
+    return torch.tensor(values, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize(
+    "name, real, fake, d_expected, g_expected",
+    [
+        # D(x) = sigmoid(0) = 1/2 everywhere: -log(1/2) per term.
+        ("bce", (0.0, 0.0), (0.0, 0.0), 2 * LN2, LN2),
+        ("minimax", (0.0, 0.0), (0.0, 0.0), 2 * LN2, -LN2),
+        ("wgan_gp", (1.0, 3.0), (0.0, 2.0), 1.0 - 2.0, -1.0),
+        # hinge: mean(relu(1 - [0.5, 2])) = 0.25, mean(relu(1 + [-2, 0.5])) = 0.75
+        ("hinge", (0.5, 2.0), (-2.0, 0.5), 1.0, 0.75),
+        # lsgan: 0.5 * mean([0, 1]) + 0.5 * mean([0, 1]); G: 0.5 * mean([1, 0])
+        ("lsgan", (1.0, 0.0), (0.0, 1.0), 0.5, 0.25),
+    ],
+)
+def test_loss_values(name, real, fake, d_expected, g_expected):
+    loss = build_loss(LossConfig(name=name))
+    assert loss.d_objective(scores(*real), scores(*fake)).item() == pytest.approx(d_expected)
+    assert loss.g_objective(scores(*fake)).item() == pytest.approx(g_expected)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradient_signs(name):
+    """D lowers its loss by raising real scores and lowering fake ones; G by raising fake scores.
+
+    Scores lie in (0, 1), where every loss is still in its active region (LSGAN's targets are 0 and 1).
+    """
+    loss = build_loss(LossConfig(name=name))
+    real, fake = scores(0.3, 0.6), scores(0.4, 0.1)
+    loss.d_objective(real, fake).backward()
+    assert (real.grad < 0).all() and (fake.grad > 0).all()
+    fake_g = scores(0.4, 0.1)
+    loss.g_objective(fake_g).backward()
+    assert (fake_g.grad < 0).all()
+
+
+def test_minimax_saturates_where_non_saturating_does_not():
+    """Where D confidently rejects fakes, log(1 - D(G(z))) gives G almost no gradient."""
+    confident = -10.0
+    mm, ns = scores(confident), scores(confident)
+    build_loss(LossConfig(name="minimax")).g_objective(mm).backward()
+    build_loss(LossConfig(name="bce")).g_objective(ns).backward()
+    assert abs(mm.grad.item()) == pytest.approx(1 / (1 + math.exp(10)), rel=1e-6)
+    assert ns.grad.item() == pytest.approx(-1 / (1 + math.exp(-10)), rel=1e-6)
+
+
+class LinearCritic(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.lin = nn.Linear(len(w), 1, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([w]))
+
+    def forward(self, x):
+        return self.lin(x).squeeze(1)
+
+
+def test_gradient_penalty_hand_computed():
+    """D(x) = w.x has gradient w everywhere: penalty (|w| - 1)^2, d/dw = 2(|w| - 1) w / |w|."""
+    torch.manual_seed(0)
+    D = LinearCritic([3.0, 4.0])
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    loss = build_loss(LossConfig(name="wgan_gp", gp_weight=10.0))
+    gp, norm = loss.penalty(D, real, fake)
+    assert gp.item() == pytest.approx(16.0, rel=1e-5)
+    assert norm.item() == pytest.approx(5.0, rel=1e-5)
+    gp.backward()
+    assert D.lin.weight.grad.flatten().tolist() == pytest.approx([4.8, 6.4], rel=1e-5)
+
+    total, stats = loss.d_phase(D, real, fake)
+    wasserstein = D(fake).mean() - D(real).mean()
+    assert total.item() == pytest.approx(wasserstein.item() + 10.0 * 16.0, rel=1e-5)
+    assert stats[3].item() == pytest.approx(5.0, rel=1e-5)
+
+
+def test_shuffled_batch_is_half_the_separate_sum():
+    """Setup 004: one mean BCE over real+fake in a permuted batch = half the two means summed."""
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1), nn.Flatten(0))
+    real, fake = torch.randn(6, 5), torch.randn(6, 5) + 1.0
+    separate, sep_stats = build_loss(LossConfig(name="bce")).d_phase(D, real, fake)
+    shuffled, shuf_stats = build_loss(LossConfig(name="bce", d_batch="shuffled")).d_phase(D, real, fake)
+    assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
+    # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
+    assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)

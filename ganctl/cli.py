@@ -79,18 +79,26 @@ def _hydra_message(exc: BaseException) -> str:
     return f"{full_key}: {msg}" if full_key and full_key not in msg else msg
 
 
+def compose_run_config(overrides: Sequence[str] = ()):
+    """The typed RunConfig that `ganctl train OVERRIDES` would run (for tests and benchmarks too)."""
+    from hydra import compose, initialize_config_dir
+
+    from ganctl.config import register_schema, to_run_config
+
+    register_schema()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
+        return to_run_config(compose("train", overrides=list(overrides)))
+
+
 def prevalidate(overrides: list[str]) -> None:
     """Compose and check the whole config before Hydra creates a run folder."""
-    from hydra import compose, initialize_config_dir
     from omegaconf.errors import OmegaConfBaseException
 
-    from ganctl.config import to_run_config, validate
+    from ganctl.config import validate
     from ganctl.train import check_data, resolve_device
 
     try:
-        with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
-            cfg = compose("train", overrides=overrides)
-        typed = to_run_config(cfg)
+        typed = compose_run_config(overrides)
     except (OmegaConfBaseException, ValueError, TypeError) as exc:
         raise ConfigError(_hydra_message(exc)) from None
     except Exception as exc:  # Hydra's composition errors share no public base class

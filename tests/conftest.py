@@ -15,15 +15,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def compose(*overrides: str):
     """The typed run config Hydra composes for these overrides, as `ganctl train` would."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from ganctl.cli import compose_run_config
 
-    from ganctl.cli import conf_dir
-    from ganctl.config import register_schema, to_run_config
-
-    register_schema()
-    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
-        return to_run_config(hydra_compose("train", overrides=list(overrides)))
+    return compose_run_config(overrides)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def conf_dir() -> Path:
 
 def fail(err: GanctlError) -> None:
     for line in err.lines:
-        print(f"ganctl: error: {line}", file=sys.stderr)
+        print(f"ganctl: {err.prefix}{line}", file=sys.stderr)
     sys.exit(err.exit_code)
 
 
@@ -110,17 +110,92 @@ def prevalidate(overrides: list[str]) -> None:
     check_data(typed)
 
 
+def resume_config(ckpt: dict, overrides: Sequence[str], composed=None):
+    """The config to resume with, and the keys that differ from the checkpoint's.
+
+    Plain key=value overrides apply on top of the checkpoint's own config. A command line that
+    selects config groups (the original command with resume= appended, as a requeued cluster
+    job runs it) is composed in full instead.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from ganctl.config import RunConfig, to_dict, to_run_config
+
+    base = to_run_config(ckpt["config"])
+    parsed = [o for o in OverridesParser.create().parse_overrides(list(overrides))
+              if o.key_or_group != "resume" and not o.key_or_group.startswith("hydra")]
+    if any(o.is_sweep_override() for o in parsed):
+        raise ConfigError("resume=... runs one job; sweep values (a,b or range()) are not accepted with it")
+    if any(o.key_or_group in GROUPS for o in parsed):
+        # Inside a Hydra job the config is already composed from this very command line.
+        cfg: RunConfig = composed if composed is not None else compose_run_config([o.input_line for o in parsed])
+    else:
+        node = OmegaConf.structured(base)
+        for o in parsed:
+            OmegaConf.update(node, o.key_or_group, o.value(), merge=True)
+        cfg = OmegaConf.to_object(node)  # type: ignore[assignment]
+    cfg.resume = None
+    before, after = _flatten(to_dict(base)), _flatten(to_dict(cfg))
+    changed = [f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in after if after[k] != before.get(k)]
+    return cfg, changed
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _resume_target(overrides: Sequence[str]) -> str | None:
+    for arg in overrides:
+        split = _split_override(arg)
+        if split and split[0] == "resume" and split[1] not in ("", "null"):
+            return split[1]
+    return None
+
+
+def prepare_resume(target: str, overrides: list[str], args: list[str]) -> list[str]:
+    """Check a resume before Hydra starts; point Hydra at the checkpoint's own run folder."""
+    from ganctl import checkpoint
+    from ganctl.config import validate
+    from ganctl.train import check_data, resolve_device
+
+    path = checkpoint.resolve_path(target)
+    ckpt = checkpoint.load(path)
+    cfg, changed = resume_config(ckpt, overrides)
+    validate(cfg)
+    resolve_device(cfg.trainer.device)
+    check_data(cfg)
+    run_dir = path.resolve().parent.parent
+    print(f"ganctl: resuming {run_dir} from step {ckpt['step']}"
+          + (f"; changed: {', '.join(changed)}" if changed else " with its own config"))
+    extra = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={run_dir}"]
+    # Keep the first run's .hydra/ as it was; the resumed job's Hydra files go beside it.
+    return [*args, *extra, f"hydra.output_subdir=.hydra/resume_step_{ckpt['step']}"]
+
+
 def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ganctl import train
+    from ganctl import checkpoint, train
     from ganctl.config import to_run_config
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
-        summary = train.run(to_run_config(cfg), run_dir)
+        target = _resume_target(hc.overrides.task)
+        if target is not None:
+            ckpt = checkpoint.load(target)
+            typed, _ = resume_config(ckpt, hc.overrides.task, composed=to_run_config(cfg))
+            summary = train.run(typed, run_dir, resume=ckpt)
+        else:
+            summary = train.run(to_run_config(cfg), run_dir)
     except GanctlError as err:
         if hc.mode == RunMode.MULTIRUN:
             # One bad job of a sweep is reported, and the sweep goes on.
@@ -142,7 +217,10 @@ def train_main(args: list[str]) -> None:
     overrides = [a for a in args if not a.startswith("-")]
     flags = [a for a in args if a.startswith("-")]
     check_group_options(overrides)
-    if not flags:
+    target = _resume_target(overrides)
+    if target is not None:
+        args = prepare_resume(target, overrides, args)
+    elif not flags:
         prevalidate(overrides)
     sys.argv = ["ganctl train", *args]
     hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")(_train_task)()

@@ -86,6 +86,13 @@ class TrainerConfig:
     num_samples: int = 64
     device: str = "auto"
     progress: bool = True
+    on_nan: str = "stop"
+    max_nan_skips: int = 10
+
+
+@dataclass
+class CheckpointsConfig:
+    keep_last: Optional[int] = None
 
 
 @dataclass
@@ -96,6 +103,8 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    resume: Optional[str] = None
 
 
 def register_schema() -> None:
@@ -147,6 +156,7 @@ def _choices() -> dict[str, list[str]]:
         "optim.g.name": sorted(OPTIMIZERS),
         "optim.d.name": sorted(OPTIMIZERS),
         "optim.impl": list(IMPLS),
+        "trainer.on_nan": ["stop", "skip"],
     }
 
 
@@ -177,7 +187,7 @@ def validate(cfg: RunConfig) -> None:
         "trainer.g_steps": t.g_steps, "trainer.log_every": t.log_every,
         "trainer.sample_every": t.sample_every, "trainer.ckpt_every": t.ckpt_every,
         "trainer.num_samples": t.num_samples, "model.z_dim": m.z_dim, "model.width": m.width,
-        "dataset.samples_per_epoch": d.samples_per_epoch,
+        "dataset.samples_per_epoch": d.samples_per_epoch, "trainer.max_nan_skips": t.max_nan_skips,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -199,6 +209,8 @@ def validate(cfg: RunConfig) -> None:
         bad("dataset.mean", d.mean, "a finite number")
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
+    if cfg.checkpoints.keep_last is not None and cfg.checkpoints.keep_last < 1:
+        bad("checkpoints.keep_last", cfg.checkpoints.keep_last, "an integer >= 1, or null to keep all")
     if cfg.loss.gp_weight < 0:
         bad("loss.gp_weight", cfg.loss.gp_weight, "a number >= 0")
 

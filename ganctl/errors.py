@@ -5,6 +5,7 @@ class GanctlError(Exception):
     """A problem the user can fix; each argument is one line of the message."""
 
     exit_code = 2
+    prefix = "error: "
 
     def __init__(self, *lines: str):
         super().__init__(*lines)
@@ -24,3 +25,24 @@ class DataError(GanctlError):
 
 class CheckpointError(GanctlError):
     """A checkpoint that is missing, foreign, truncated or from a newer ganctl."""
+
+
+class Diverged(GanctlError):
+    """Training produced non-finite losses or weights."""
+
+    exit_code = 1
+
+
+class Interrupted(GanctlError):
+    """SIGINT/SIGTERM: the run stopped cleanly after writing a checkpoint."""
+
+    prefix = ""
+
+    def __init__(self, signum: int, step: int, run_dir):
+        import signal
+
+        self.exit_code = 128 + int(signum)  # 130 for SIGINT, 143 for SIGTERM, as shells report them
+        super().__init__(
+            f"{signal.Signals(signum).name}: stopped at step {step}; checkpoint {run_dir}/checkpoints/last.pt",
+            f"resume with: ganctl train resume={run_dir}",
+        )

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tqdm import tqdm
 from ganctl import __version__, checkpoint, images
 from ganctl.config import RunConfig, to_dict, validate
 from ganctl.data import BatchSampler, dataset_size, load_dataset
-from ganctl.errors import ConfigError, DataError
+from ganctl.errors import CheckpointError, ConfigError, DataError, Diverged, Interrupted
 from ganctl.losses import build_loss
 from ganctl.models import build_models, sample_latent
 from ganctl.optim import build_optimizer
@@ -91,8 +92,69 @@ def generate(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
         G.train(was_training)
 
 
-def run(cfg: RunConfig, run_dir: Path) -> dict:
-    """Train one GAN as `cfg` says; everything it writes goes under `run_dir`."""
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to finish its step and checkpoint; a second SIGINT aborts at once."""
+
+    EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: no checkpoint, stop now
+        self.signum = signum
+        print(f"\nganctl: {signal.Signals(signum).name} received; finishing the step and saving a checkpoint "
+              "(Ctrl-C again to abort at once)", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def prune_checkpoints(ckpt_dir: Path, keep_last: int | None) -> None:
+    """Keep the `keep_last` newest step_N.pt (last.pt is a separate link and always stays)."""
+    if not keep_last:
+        return
+    periodic = sorted(ckpt_dir.glob("step_*.pt"))
+    for old in periodic[:-keep_last]:
+        old.unlink(missing_ok=True)
+
+
+def open_metrics(path: Path, fields: list[str], resume_step: int | None):
+    """metrics.csv for appending: a resumed run drops rows logged after its checkpoint."""
+    rows = []
+    if resume_step is not None and path.is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+    handle = open(path, "w", newline="")
+    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    handle.flush()
+    return handle, writer
+
+
+def first_bad(named: dict[str, torch.Tensor]) -> str | None:
+    for name, value in named.items():
+        if not torch.isfinite(value).all():
+            return name
+    return None
+
+
+def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
+    """Train one GAN as `cfg` says; everything it writes goes under `run_dir`.
+
+    `resume` is a loaded checkpoint: training continues from its step with every state restored
+    (weights, optimisers, RNGs, data order), so N + N steps equal 2N steps straight, bit for bit.
+    """
     validate(cfg)
     t = cfg.trainer
     device = resolve_device(t.device)
@@ -111,6 +173,13 @@ def run(cfg: RunConfig, run_dir: Path) -> dict:
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = sample_latent(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device)
+    step = 0
+    if resume is not None:
+        step = restore(resume, G, D, opt_g, opt_d, sampler, device)
+        fixed_z = resume["fixed_z"].to(device)
+        if step >= steps:
+            raise ConfigError(f"the checkpoint is at step {step}, which reaches trainer.steps={steps}; "
+                              f"accepted: resume with trainer.steps > {step}")
 
     samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
     for folder in (samples_dir, ckpt_dir):
@@ -118,10 +187,10 @@ def run(cfg: RunConfig, run_dir: Path) -> dict:
     fields = METRIC_FIELDS + ([] if data.is_image else GAUSSIAN_FIELDS)
     if cfg.loss.name == "wgan_gp":
         fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
+    if t.on_nan == "skip":
+        fields.append("nan_skips")
     fields += ["time", "steps_per_s"]
-    metrics_file = open(run_dir / "metrics.csv", "w", newline="")
-    metrics = csv.DictWriter(metrics_file, fieldnames=fields)
-    metrics.writeheader()
+    metrics_file, metrics = open_metrics(run_dir / "metrics.csv", fields, step if resume else None)
 
     def save_samples(step: int) -> None:
         fake = generate(G, fixed_z)
@@ -151,61 +220,91 @@ def run(cfg: RunConfig, run_dir: Path) -> dict:
         path = ckpt_dir / f"step_{step:06d}.pt"
         checkpoint.save(path, payload)
         checkpoint.link_as(path, ckpt_dir / "last.pt")
+        prune_checkpoints(ckpt_dir, cfg.checkpoints.keep_last)
         return path
 
     # Logged scalars stay on the device and are read once per log_every: no per-step sync.
     n_stats = 4
     acc = torch.zeros(2 * n_stats, device=device)
-    step, last_log_step = 0, 0
+    last_log_step, last_good_ckpt = step, (step if resume else None)
+    nan_skips = skips_in_row = accumulated = 0
     start = last_log_time = time.perf_counter()
-    bar = tqdm(total=steps, desc="train", unit="step", dynamic_ncols=True,
-               disable=not t.progress, file=sys.stderr)
+    # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
+    bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not t.progress, file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 30)
     row: dict = {}
-    while step < steps:
-        # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
-        for _ in range(t.d_steps):
-            real = data.batch(sampler.next())
-            with torch.no_grad():
-                fake = G(sample_latent(t.batch_size, cfg.model, device))
-            d_loss, d_stats = loss.d_phase(D, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        # G phase: g_steps updates, each through the just-updated D with fresh latents.
-        for _ in range(t.g_steps):
-            g_loss = loss.g_phase(D, G(sample_latent(t.batch_size, cfg.model, device)))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-        acc[:n_stats] += d_stats
-        acc[n_stats] += g_loss.detach()
-        step += 1
-        bar.update(1)
+    with StopRequest() as stop:
+        while step < steps:
+            skip = False
+            # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
+            for _ in range(t.d_steps):
+                real = data.batch(sampler.next())
+                with torch.no_grad():
+                    fake = G(sample_latent(t.batch_size, cfg.model, device))
+                d_loss, d_stats = loss.d_phase(D, real, fake)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                if t.on_nan == "skip" and not torch.isfinite(d_loss):  # a host sync, only in skip mode
+                    skip = True
+                    continue
+                opt_d.step()
+            # G phase: g_steps updates, each through the just-updated D with fresh latents.
+            for _ in range(t.g_steps):
+                g_loss = loss.g_phase(D, G(sample_latent(t.batch_size, cfg.model, device)))
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                if t.on_nan == "skip" and not torch.isfinite(g_loss):
+                    skip = True
+                    continue
+                opt_g.step()
+            step += 1
+            bar.update(1)
+            if skip:
+                nan_skips, skips_in_row = nan_skips + 1, skips_in_row + 1
+                if skips_in_row >= t.max_nan_skips:
+                    raise Diverged(f"{skips_in_row} steps in a row had a non-finite loss (up to step {step}); "
+                                   f"stopped, last good checkpoint: {last_good_ckpt}; lower optim.lr")
+                continue
+            skips_in_row, accumulated = 0, accumulated + 1
+            acc[:n_stats] += d_stats
+            acc[n_stats] += g_loss.detach()
 
-        if step % t.log_every == 0 or step == steps:
-            count = step - last_log_step
-            values = (acc / count).tolist()
-            acc.zero_()
-            now = time.perf_counter()
-            row = {
-                "step": step, "epoch": round(sampler.epoch, 4), "d_loss": values[0],
-                "g_loss": values[n_stats], "d_real": values[1], "d_fake": values[2],
-                "time": round(now - start, 3), "steps_per_s": round(count / (now - last_log_time), 2),
-            }
-            if "grad_norm" in fields:
-                row["grad_norm"] = values[3]
-            if not data.is_image:
-                fake = generate(G, fixed_z)
-                row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
-            metrics.writerow(row)
-            metrics_file.flush()
-            bar.set_postfix({"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
-                             "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}, refresh=False)
-            last_log_step, last_log_time = step, now
-        if step % t.sample_every == 0 or step == steps:
-            save_samples(step)
-        if step % t.ckpt_every == 0 or step == steps:
-            save_checkpoint(step)
+            if step % t.log_every == 0 or step == steps:
+                count = step - last_log_step
+                values = (acc / max(1, accumulated)).tolist()
+                acc.zero_()
+                accumulated = 0
+                bad = first_bad({"d_loss": torch.tensor(values[0]), "g_loss": torch.tensor(values[n_stats]),
+                                 "generator weights": torch.stack([p.detach().sum() for p in G.parameters()]),
+                                 "discriminator weights": torch.stack([p.detach().sum() for p in D.parameters()])})
+                if bad is not None:
+                    where = f"checkpoints/step_{last_good_ckpt:06d}.pt" if last_good_ckpt else "none written yet"
+                    raise Diverged(f"{bad} became non-finite between steps {last_log_step} and {step}; stopped. "
+                                   f"Last good checkpoint: {where}. Lower optim.lr or set trainer.on_nan=skip")
+                now = time.perf_counter()
+                row = {
+                    "step": step, "epoch": round(sampler.epoch, 4), "d_loss": values[0],
+                    "g_loss": values[n_stats], "d_real": values[1], "d_fake": values[2],
+                    "grad_norm": values[3], "nan_skips": nan_skips,
+                    "time": round(now - start, 3), "steps_per_s": round(count / (now - last_log_time), 2),
+                }
+                if not data.is_image:
+                    fake = generate(G, fixed_z)
+                    row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
+                metrics.writerow(row)
+                metrics_file.flush()
+                bar.set_postfix({"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
+                                 "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}, refresh=False)
+                last_log_step, last_log_time = step, now
+            if step % t.sample_every == 0 or step == steps:
+                save_samples(step)
+            if step % t.ckpt_every == 0 or step == steps or stop.signum is not None:
+                save_checkpoint(step)
+                last_good_ckpt = step
+            if stop.signum is not None:
+                bar.close()
+                metrics_file.close()
+                raise Interrupted(stop.signum, step, run_dir)
     bar.close()
     metrics_file.close()
     return {
@@ -213,6 +312,34 @@ def run(cfg: RunConfig, run_dir: Path) -> dict:
         "steps": step,
         "d_loss": row.get("d_loss"),
         "g_loss": row.get("g_loss"),
-        "steps_per_s": round(step / (time.perf_counter() - start), 2),
+        "steps_per_s": round((step - (resume or {}).get("step", 0)) / (time.perf_counter() - start), 2),
         "last_checkpoint": str(ckpt_dir / "last.pt"),
     }
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Restore the optimiser's moments and step counts, keeping this config's hyperparameters.
+
+    load_state_dict alone would bring back the checkpoint's lr, so `resume=... optim.lr=X`
+    would silently keep the old rate; with an unchanged config both are the same values.
+    """
+    hyper = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, values in zip(opt.param_groups, hyper):
+        group.update(values)
+
+
+def restore(ckpt: dict, G, D, opt_g, opt_d, sampler: BatchSampler, device: torch.device) -> int:
+    """Load every piece of training state from a checkpoint; returns its step."""
+    try:
+        G.load_state_dict(ckpt["G"])
+        D.load_state_dict(ckpt["D"])
+        load_optimizer(opt_g, ckpt["opt_g"])
+        load_optimizer(opt_d, ckpt["opt_d"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise CheckpointError(f"the checkpoint's weights do not fit this config's model ({reason}); "
+                              "resume with the architecture it was trained with") from None
+    sampler.load_state_dict(ckpt["sampler"])
+    set_rng_state(ckpt["rng"], device)
+    return int(ckpt["step"])

@@ -1,0 +1,158 @@
+"""Never lose a run: exact resume, signals, SIGKILL during checkpoint writes, the NaN guard."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, compose, run_cli
+from ganctl import checkpoint
+from ganctl.cli import resume_config
+from ganctl.train import run
+
+
+def assert_same_state(a: dict, b: dict):
+    for net in ("G", "D"):
+        for key, value in a[net].items():
+            assert torch.equal(value, b[net][key]), f"{net}.{key} differs"
+    for opt in ("opt_g", "opt_d"):
+        sa, sb = a[opt]["state"], b[opt]["state"]
+        assert sa.keys() == sb.keys()
+        for idx in sa:
+            for key, value in sa[idx].items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[idx][key])), f"{opt}[{idx}].{key}"
+    assert a["step"] == b["step"]
+    assert torch.equal(a["rng"]["cpu"], b["rng"]["cpu"])
+
+
+EXPERIMENTS = {
+    "mnist_bce": lambda roots: ["+experiment=mnist_bce", f"dataset.root={roots['mnist']}", "dataset.split=test"],
+    "mnist_goodfellow": lambda roots: ["+experiment=mnist_goodfellow", f"dataset.root={roots['mnist']}",
+                                       "dataset.split=test", "trainer.epochs=null", "trainer.batch_size=4000"],
+    "gaussian1d": lambda roots: ["+experiment=gaussian1d", "dataset.samples_per_epoch=2500"],
+    "svhn_wgan_gp": lambda roots: ["+experiment=svhn_wgan_gp", f"dataset.root={roots['svhn']}", "model.width=8",
+                                   "trainer.batch_size=32", "trainer.epochs=null"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_resume_is_bitwise_exact(name, mnist_root, svhn_root, tmp_path):
+    """2N steps straight == N steps, stop, resume N more: weights, optimiser states and RNG.
+
+    Small batches cross epoch boundaries (goodfellow: batch 4000 of 10k, gaussian: 2500/500), so
+    the saved permutation and its position matter too.
+    """
+    n = 4
+    base = EXPERIMENTS[name]({"mnist": mnist_root, "svhn": svhn_root}) + [
+        "trainer.progress=false", "trainer.log_every=2", "trainer.sample_every=100", "trainer.ckpt_every=100"]
+    run(compose(*base, f"trainer.steps={2 * n}"), tmp_path / "straight")
+    run(compose(*base, f"trainer.steps={n}"), tmp_path / "split")
+    first = checkpoint.load(tmp_path / "split")
+    cfg, changed = resume_config(first, [f"trainer.steps={2 * n}"])
+    assert changed == [f"trainer.steps: {n} -> {2 * n}"]
+    run(cfg, tmp_path / "split", resume=first)
+    assert_same_state(checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split"))
+    straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
+    resumed = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    steps = lambda lines: [ln.split(",")[0] for ln in lines]  # noqa: E731
+    assert steps(resumed) == steps(straight) == ["step", "2", "4", "6", "8"]
+
+
+def test_resume_override_reaches_the_optimiser(mnist_root, tmp_path):
+    base = ["+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "trainer.progress=false",
+            "trainer.log_every=2"]
+    run(compose(*base, "trainer.steps=2"), tmp_path / "r")
+    ckpt = checkpoint.load(tmp_path / "r")
+    cfg, changed = resume_config(ckpt, ["trainer.steps=4", "optim.lr=1e-3"])
+    assert "optim.lr: 0.0002 -> 0.001" in changed
+    run(cfg, tmp_path / "r", resume=ckpt)
+    assert checkpoint.load(tmp_path / "r")["opt_g"]["param_groups"][0]["lr"] == 1e-3
+
+
+def test_keep_last(mnist_root, tmp_path):
+    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
+                  "trainer.progress=false", "trainer.steps=10", "trainer.log_every=5", "trainer.ckpt_every=2",
+                  "checkpoints.keep_last=2")
+    run(cfg, tmp_path / "k")
+    names = sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir())
+    assert names == ["last.pt", "step_000008.pt", "step_000010.pt"]
+    assert checkpoint.load(tmp_path / "k")["step"] == 10
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_resumes(signum, code, mnist_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
+            "trainer.steps=100000", "trainer.log_every=5", "trainer.progress=false", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "ganctl", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.csv"
+    assert wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2), "never started"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"resume with: ganctl train resume={run_dir}" in err and "Traceback" not in err
+    stopped = checkpoint.load(run_dir)
+    assert 5 <= stopped["step"] < 100000
+    done = run_cli("train", f"resume={run_dir}", f"trainer.steps={stopped['step'] + 6}", "trainer.progress=false")
+    assert done.returncode == 0, done.stderr
+    assert "changed: trainer.steps" in done.stdout
+    assert checkpoint.load(run_dir)["step"] == stopped["step"] + 6
+
+
+def test_sigkill_during_checkpoint_writes_leaves_last_loadable(mnist_root, tmp_path):
+    """A checkpoint every step, killed at random moments: last.pt always loads."""
+    run_dir = tmp_path / "run"
+    args = ["train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
+            "trainer.steps=100000", "trainer.log_every=1", "trainer.ckpt_every=1", "trainer.progress=false",
+            "checkpoints.keep_last=1", f"hydra.run.dir={run_dir}"]
+    last = run_dir / "checkpoints" / "last.pt"
+    steps_seen = []
+    for attempt in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "ganctl", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        before = checkpoint.load(last)["step"] if last.exists() else -1
+        assert wait_for(lambda: last.exists() and checkpoint.load(last)["step"] > before + 2)
+        time.sleep(0.013 * (attempt + 1))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        steps_seen.append(checkpoint.load(last)["step"])
+        args = [a for a in args if not a.startswith("resume=")] + [f"resume={run_dir}"]
+    assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0]
+
+
+def test_nan_guard_keeps_last_good_checkpoint(mnist_root, tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_cli("train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
+                    "optim=sgd", "optim.lr=0.01", "trainer.steps=10", "trainer.log_every=5", "trainer.ckpt_every=10",
+                    "trainer.progress=false", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr
+    boom = run_cli("train", f"resume={run_dir}", "optim.lr=1e8", "trainer.steps=40", "trainer.progress=false")
+    assert boom.returncode == 1, boom.stderr
+    lines = [ln for ln in boom.stderr.splitlines() if ln.startswith("ganctl: error:")]
+    assert len(lines) == 1 and "non-finite between steps 10 and 15" in lines[0]
+    assert "checkpoints/step_000010.pt" in lines[0] and "Traceback" not in boom.stderr
+    kept = checkpoint.load(run_dir)
+    assert kept["step"] == 10 and all(torch.isfinite(v).all() for v in kept["G"].values())
+
+
+def test_nan_skip_mode_counts_and_gives_up(mnist_root, tmp_path):
+    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "optim=sgd",
+                  "optim.lr=1e8", "trainer.steps=50", "trainer.log_every=5", "trainer.progress=false",
+                  "trainer.on_nan=skip", "trainer.max_nan_skips=3")
+    from ganctl.errors import Diverged
+
+    with pytest.raises(Diverged, match="3 steps in a row"):
+        run(cfg, tmp_path / "s")

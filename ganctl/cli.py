@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ganctl.errors import ConfigError, GanctlError
+from ganctl.errors import ConfigError, GanctlError, Interrupted, StorageError
 
 USAGE = """\
 usage: ganctl <command> [args]
@@ -90,6 +90,19 @@ def compose_run_config(overrides: Sequence[str] = ()):
         return to_run_config(compose("train", overrides=list(overrides)))
 
 
+def check_output_folder(overrides: Sequence[str]) -> None:
+    """The run folder can be created: its nearest existing ancestor is a writable folder."""
+    import os
+
+    target = next((a.split("=", 1)[1] for a in overrides if a.startswith("hydra.run.dir=")), "outputs")
+    probe = Path(target).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise StorageError(f"cannot create the run folder {target}: {probe} is not a writable folder; "
+                           "accepted: hydra.run.dir=DIR under a writable folder")
+
+
 def prevalidate(overrides: list[str]) -> None:
     """Compose and check the whole config before Hydra creates a run folder."""
     from omegaconf.errors import OmegaConfBaseException
@@ -107,6 +120,7 @@ def prevalidate(overrides: list[str]) -> None:
         raise
     validate(typed)
     resolve_device(typed.trainer.device)
+    check_output_folder(overrides)
     check_data(typed)
 
 
@@ -196,13 +210,15 @@ def _train_task(cfg) -> float | None:
             summary = train.run(typed, run_dir, resume=ckpt)
         else:
             summary = train.run(to_run_config(cfg), run_dir)
-    except GanctlError as err:
-        if hc.mode == RunMode.MULTIRUN:
-            # One bad job of a sweep is reported, and the sweep goes on.
-            (run_dir / "error.txt").write_text(str(err) + "\n")
-            print(f"ganctl: error: job {hc.job.num} ({' '.join(hc.overrides.task)}): {err}", file=sys.stderr)
-            return None
-        fail(err)
+    except (GanctlError, OSError) as exc:
+        err = exc if isinstance(exc, GanctlError) else StorageError(
+            f"could not write to {run_dir}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
+        if hc.mode != RunMode.MULTIRUN or isinstance(err, Interrupted):
+            fail(err)
+        # One bad job of a sweep is reported in its folder, and the sweep goes on.
+        (run_dir / "error.txt").write_text(str(err) + "\n")
+        print(f"ganctl: error: job {hc.job.num} ({' '.join(hc.overrides.task)}): {err}", file=sys.stderr)
+        return None
     print(f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s; outputs in {run_dir}:"
           " metrics.csv, samples/, checkpoints/last.pt")
     return summary.get("d_loss")

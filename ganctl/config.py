@@ -226,6 +226,9 @@ def validate(cfg: RunConfig) -> None:
         if spec.weight_decay is not None and spec.weight_decay < 0:
             bad(f"{prefix}.weight_decay", spec.weight_decay, "a number >= 0")
 
+    if problems:  # cross-field rules below only make sense between valid fields
+        raise ConfigError(*problems)
+
     # Cross-field rules: combinations that run but compute something wrong.
     if cfg.loss.name == "wgan_gp" and m.d_norm == "batch":
         problems.append(

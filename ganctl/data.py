@@ -51,14 +51,21 @@ def data_root(cfg: DatasetConfig) -> Path:
 MNIST_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 
 
-def _read_idx_images(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    header = np.frombuffer(raw[:16], dtype=">i4")
+def _idx_header(path: Path, raw: bytes) -> tuple[int, int, int]:
+    header = np.frombuffer(raw[:16], dtype=">i4") if len(raw) >= 16 else np.zeros(0)
     if len(header) != 4 or header[0] != 2051:
         raise DataError(f"{path} is not an MNIST image file (IDX magic 2051 expected)")
-    n, rows, cols = (int(v) for v in header[1:])
+    return int(header[1]), int(header[2]), int(header[3])
+
+
+def _read_idx_images(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable MNIST file ({exc})") from None
+    n, rows, cols = _idx_header(path, raw)
     if len(raw) != 16 + n * rows * cols:
         raise DataError(f"{path} is truncated: expected {n} images of {rows}x{cols}")
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, rows, cols)
@@ -96,8 +103,11 @@ def load_mnist(cfg: DatasetConfig, seed: int) -> np.ndarray:
 
 def mnist_size(cfg: DatasetConfig) -> int:
     path = locate_mnist(cfg)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        return int(np.frombuffer(f.read(8), dtype=">i4")[1])
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            return _idx_header(path, f.read(16))[0]
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable MNIST file ({exc})") from None
 
 
 def _torchvision_mnist(root: Path, split: str) -> None:

@@ -27,6 +27,12 @@ class CheckpointError(GanctlError):
     """A checkpoint that is missing, foreign, truncated or from a newer ganctl."""
 
 
+class StorageError(GanctlError):
+    """The environment refused a write: a full disk, a read-only or missing folder."""
+
+    exit_code = 1
+
+
 class Diverged(GanctlError):
     """Training produced non-finite losses or weights."""
 

@@ -108,7 +108,7 @@ def prevalidate(overrides: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from ganctl.config import validate
-    from ganctl.train import check_data, resolve_device
+    from ganctl.train import check_data, training_device
 
     try:
         typed = compose_run_config(overrides)
@@ -119,7 +119,7 @@ def prevalidate(overrides: list[str]) -> None:
             raise ConfigError(_hydra_message(exc)) from None
         raise
     validate(typed)
-    resolve_device(typed.trainer.device)
+    training_device(typed)
     check_output_folder(overrides)
     check_data(typed)
 
@@ -177,13 +177,13 @@ def prepare_resume(target: str, overrides: list[str], args: list[str]) -> list[s
     """Check a resume before Hydra starts; point Hydra at the checkpoint's own run folder."""
     from ganctl import checkpoint
     from ganctl.config import validate
-    from ganctl.train import check_data, resolve_device
+    from ganctl.train import check_data, training_device
 
     path = checkpoint.resolve_path(target)
     ckpt = checkpoint.load(path)
     cfg, changed = resume_config(ckpt, overrides)
     validate(cfg)
-    resolve_device(cfg.trainer.device)
+    training_device(cfg)
     check_data(cfg)
     run_dir = path.resolve().parent.parent
     print(f"ganctl: resuming {run_dir} from step {ckpt['step']}"

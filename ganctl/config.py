@@ -88,6 +88,10 @@ class TrainerConfig:
     progress: bool = True
     on_nan: str = "stop"
     max_nan_skips: int = 10
+    compile: bool = False
+    compile_mode: str = "default"
+    precision: str = "fp32"
+    channels_last: bool = False
 
 
 @dataclass
@@ -157,6 +161,8 @@ def _choices() -> dict[str, list[str]]:
         "optim.d.name": sorted(OPTIMIZERS),
         "optim.impl": list(IMPLS),
         "trainer.on_nan": ["stop", "skip"],
+        "trainer.precision": ["fp32", "bf16", "fp16"],
+        "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],
     }
 
 

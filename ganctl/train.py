@@ -1,7 +1,9 @@
 """The training loop: run(cfg, run_dir). Imports no Hydra."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import math
 import signal
 import sys
@@ -51,6 +53,15 @@ def resolve_device(spec: str, key: str = "trainer.device") -> torch.device:
     return device
 
 
+def training_device(cfg: RunConfig) -> torch.device:
+    """The device a run trains on, with the options that depend on it checked."""
+    device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"trainer.precision=fp16 needs a CUDA device, this run uses {device.type}; "
+                          "accepted here: fp32, bf16")
+    return device
+
+
 def check_data(cfg: RunConfig) -> None:
     """The dataset is there (or downloadable) and holds at least one batch."""
     size = dataset_size(cfg.dataset)
@@ -80,6 +91,34 @@ def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def mixed_precision(precision: str, device: torch.device):
+    """An autocast context factory and a gradient scaler per network (scaling only for fp16)."""
+    if precision == "fp32":
+        return contextlib.nullcontext, NO_SCALER, NO_SCALER
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+    if precision == "fp16":
+        # fp16 gradients underflow without loss scaling; D and G get one scaler each.
+        return autocast, torch.amp.GradScaler(device.type), torch.amp.GradScaler(device.type)
+    return autocast, NO_SCALER, NO_SCALER
+
+
+class _NoScaler:
+    """GradScaler's interface for fp32/bf16, without its per-step bookkeeping."""
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, opt):
+        opt.step()
+
+    def update(self):
+        pass
+
+
+NO_SCALER = _NoScaler()
 
 
 @torch.no_grad()
@@ -157,7 +196,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     """
     validate(cfg)
     t = cfg.trainer
-    device = resolve_device(t.device)
+    device = training_device(cfg)
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
 
@@ -167,8 +206,13 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     steps = total_steps(cfg, sampler.batches_per_epoch)
 
     G, D = build_models(cfg.model, data.shape)
-    G.to(device)
-    D.to(device)
+    memory_format = torch.channels_last if t.channels_last and data.is_image else torch.preserve_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
+    # The loop calls G_fast/D_fast; checkpoints hold G/D's plain state dicts (no compile prefixes).
+    G_fast, D_fast = (torch.compile(G, mode=t.compile_mode), torch.compile(D, mode=t.compile_mode)) \
+        if t.compile else (G, D)
+    autocast, scaler_d, scaler_g = mixed_precision(t.precision, device)
     loss = build_loss(cfg.loss)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
@@ -239,24 +283,28 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
             # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
             for _ in range(t.d_steps):
                 real = data.batch(sampler.next())
-                with torch.no_grad():
-                    fake = G(sample_latent(t.batch_size, cfg.model, device))
-                d_loss, d_stats = loss.d_phase(D, real, fake)
+                with torch.no_grad(), autocast():
+                    fake = G_fast(sample_latent(t.batch_size, cfg.model, device))
+                with autocast():
+                    d_loss, d_stats = loss.d_phase(D_fast, real, fake)
                 opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
+                scaler_d.scale(d_loss).backward()
                 if t.on_nan == "skip" and not torch.isfinite(d_loss):  # a host sync, only in skip mode
                     skip = True
                     continue
-                opt_d.step()
+                scaler_d.step(opt_d)
+                scaler_d.update()
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
-                g_loss = loss.g_phase(D, G(sample_latent(t.batch_size, cfg.model, device)))
+                with autocast():
+                    g_loss = loss.g_phase(D_fast, G_fast(sample_latent(t.batch_size, cfg.model, device)))
                 opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
+                scaler_g.scale(g_loss).backward()
                 if t.on_nan == "skip" and not torch.isfinite(g_loss):
                     skip = True
                     continue
-                opt_g.step()
+                scaler_g.step(opt_g)
+                scaler_g.update()
             step += 1
             bar.update(1)
             if skip:

@@ -77,12 +77,17 @@ def latents(n: int, cfg: RunConfig, seed: int, truncation: float | None = None) 
 
 @torch.no_grad()
 def generate(model: LoadedGenerator, z: torch.Tensor, batch_size: int, device: torch.device,
-             progress: bool = False) -> torch.Tensor:
-    """G(z) on the CPU, computed on `device` in batches so memory stays bounded."""
+             progress: bool = False, convert: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """G(z) on the CPU, computed on `device` in batches so memory stays bounded.
+
+    `convert` maps each batch before it is kept (e.g. to uint8 pixels): 50,000 SVHN samples are
+    600 MB as float32 but 150 MB as uint8, so large draws never hold the float copy.
+    """
     chunks = []
     starts = range(0, z.shape[0], batch_size)
     for start in tqdm(starts, desc="sample", unit="batch", disable=not progress or len(starts) < 2):
-        chunks.append(model.G(z[start : start + batch_size].to(device)).float().cpu())
+        x = model.G(z[start : start + batch_size].to(device)).float()
+        chunks.append((convert(x) if convert is not None else x).cpu())
     return torch.cat(chunks)
 
 
@@ -119,7 +124,8 @@ def save_images(x: torch.Tensor, model: LoadedGenerator, out: Path, nrow: int | 
     if kind == ".pt":
         atomic_write(out, lambda f: torch.save(x, f))
         return
-    pixels = images.to_uint8(x, model.cfg.dataset.range)
+    # uint8 input is already pixels (generate(..., convert=...) in main); floats are G's range.
+    pixels = x if x.dtype == torch.uint8 else images.to_uint8(x, model.cfg.dataset.range)
     if kind == ".png":
         images.save_png(images.grid(pixels, nrow=nrow or max(1, int(len(x) ** 0.5))), out)
     elif kind == ".npz":
@@ -199,7 +205,10 @@ def main(argv: list[str]) -> None:
         claim_output(Path(args.save_latents), args.force)
 
     z = latents(args.n, model.cfg, args.seed, args.truncation)
-    x = generate(model, z, args.batch_size, device, progress=True)
+    to_pixels = None
+    if model.is_image and kind != ".pt":
+        to_pixels = lambda batch: images.to_uint8(batch, model.cfg.dataset.range)  # noqa: E731
+    x = generate(model, z, args.batch_size, device, progress=True, convert=to_pixels)
     if model.is_image:
         save_images(x, model, out, args.nrow, args.force)
     else:

@@ -14,6 +14,8 @@ commands:
   train        train a GAN from Hydra configs    ganctl train +experiment=mnist_bce
   sample       draw samples from a checkpoint    ganctl sample outputs/.../checkpoints/last.pt -o s.png
   interpolate  walk the latent space             ganctl interpolate RUN_DIR -o walk.gif
+  eval         score samples against real data   ganctl eval RUN_DIR
+  report       summarise a sweep                 ganctl report multirun/DATE/TIME
 
 `ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others.
 """
@@ -261,8 +263,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             from ganctl.interpolate import main as interpolate_main
 
             interpolate_main(rest)
+        elif command in ("eval", "report"):
+            module = __import__(f"ganctl.{'evaluate' if command == 'eval' else 'report'}", fromlist=["main"])
+            module.main(rest)
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, sample, interpolate")
+            raise ConfigError(f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report")
     except GanctlError as err:
         fail(err)
 

@@ -263,9 +263,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             from ganctl.interpolate import main as interpolate_main
 
             interpolate_main(rest)
-        elif command in ("eval", "report"):
-            module = __import__(f"ganctl.{'evaluate' if command == 'eval' else 'report'}", fromlist=["main"])
-            module.main(rest)
+        elif command == "eval":
+            from ganctl.evaluate import main as eval_main
+
+            eval_main(rest)
+        elif command == "report":
+            from ganctl.report import main as report_main
+
+            report_main(rest)
         else:
             raise ConfigError(f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report")
     except GanctlError as err:

@@ -92,6 +92,7 @@ class TrainerConfig:
     compile_mode: str = "default"
     precision: str = "fp32"
     channels_last: bool = False
+    ema: Optional[float] = None
 
 
 @dataclass
@@ -215,6 +216,8 @@ def validate(cfg: RunConfig) -> None:
         bad("dataset.mean", d.mean, "a finite number")
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
+    if t.ema is not None and not 0.0 < t.ema < 1.0:
+        bad("trainer.ema", t.ema, "a decay in (0, 1) such as 0.999, or null for no EMA")
     if cfg.checkpoints.keep_last is not None and cfg.checkpoints.keep_last < 1:
         bad("checkpoints.keep_last", cfg.checkpoints.keep_last, "an integer >= 1, or null to keep all")
     if cfg.loss.gp_weight < 0:

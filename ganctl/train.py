@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ganctl import __version__, checkpoint, images
 from ganctl.config import RunConfig, to_dict, validate
 from ganctl.data import BatchSampler, dataset_size, load_dataset
+from ganctl.ema import EMA
 from ganctl.errors import CheckpointError, ConfigError, DataError, Diverged, Interrupted
 from ganctl.losses import build_loss
 from ganctl.models import build_models, sample_latent
@@ -224,6 +225,10 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
         if step >= steps:
             raise ConfigError(f"the checkpoint is at step {step}, which reaches trainer.steps={steps}; "
                               f"accepted: resume with trainer.steps > {step}")
+    # Built after a resume's restore, so a run that turns EMA on at resume averages from its current G.
+    ema = EMA(G, t.ema) if t.ema is not None else None
+    if ema is not None and resume is not None and resume.get("G_ema") is not None:
+        ema.load_state_dict(resume["G_ema"])
 
     samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
     for folder in (samples_dir, ckpt_dir):
@@ -236,8 +241,10 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     fields += ["time", "steps_per_s"]
     metrics_file, metrics = open_metrics(run_dir / "metrics.csv", fields, step if resume else None)
 
+    G_sample = ema.model if ema is not None else G  # grids and logged 1-D stats use G_ema when on
+
     def save_samples(step: int) -> None:
-        fake = generate(G, fixed_z)
+        fake = generate(G_sample, fixed_z)
         path = samples_dir / f"step_{step:06d}.png"
         if data.is_image:
             images.save_png(images.grid(images.to_uint8(fake, data.range), nrow=int(math.sqrt(len(fake))) or 1), path)
@@ -254,6 +261,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
             "epoch": sampler.epoch,
             "data_shape": list(data.shape),
             "G": G.state_dict(),
+            "G_ema": ema.state_dict() if ema is not None else None,
             "D": D.state_dict(),
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
@@ -305,6 +313,8 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
                     continue
                 scaler_g.step(opt_g)
                 scaler_g.update()
+                if ema is not None:
+                    ema.update(G)
             step += 1
             bar.update(1)
             if skip:
@@ -337,7 +347,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
                     "time": round(now - start, 3), "steps_per_s": round(count / (now - last_log_time), 2),
                 }
                 if not data.is_image:
-                    fake = generate(G, fixed_z)
+                    fake = generate(G_sample, fixed_z)
                     row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
                 metrics.writerow(row)
                 metrics_file.flush()

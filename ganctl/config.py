@@ -93,6 +93,8 @@ class TrainerConfig:
     precision: str = "fp32"
     channels_last: bool = False
     ema: Optional[float] = None
+    devices: int = 1
+    check_replicas: bool = False
 
 
 @dataclass
@@ -195,6 +197,7 @@ def validate(cfg: RunConfig) -> None:
         "trainer.sample_every": t.sample_every, "trainer.ckpt_every": t.ckpt_every,
         "trainer.num_samples": t.num_samples, "model.z_dim": m.z_dim, "model.width": m.width,
         "dataset.samples_per_epoch": d.samples_per_epoch, "trainer.max_nan_skips": t.max_nan_skips,
+        "trainer.devices": t.devices,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -216,6 +219,8 @@ def validate(cfg: RunConfig) -> None:
         bad("dataset.mean", d.mean, "a finite number")
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
+    if t.devices > 1 and t.batch_size % t.devices:
+        bad("trainer.batch_size", t.batch_size, f"a multiple of trainer.devices={t.devices} (the global batch is split)")
     if t.ema is not None and not 0.0 < t.ema < 1.0:
         bad("trainer.ema", t.ema, "a decay in (0, 1) such as 0.999, or null for no EMA")
     if cfg.checkpoints.keep_last is not None and cfg.checkpoints.keep_last < 1:

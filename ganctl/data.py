@@ -217,9 +217,10 @@ class BatchSampler:
     state (permutation and position) replay the exact same batches after a resume.
     """
 
-    def __init__(self, n: int, batch_size: int, device: torch.device):
+    def __init__(self, n: int, batch_size: int, device: torch.device, epoch_batches: int | None = None):
         self.n, self.batch_size, self.device = n, batch_size, device
-        self.batches_per_epoch = n // batch_size
+        # Draws per epoch; data-parallel replicas each draw a share of a global batch.
+        self.batches_per_epoch = epoch_batches or n // batch_size
         self.perm: torch.Tensor | None = None
         self.pos = 0
         self.batches_drawn = 0

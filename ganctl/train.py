@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ganctl import __version__, checkpoint, images
+from ganctl import __version__, checkpoint, distributed, images
 from ganctl.config import RunConfig, to_dict, validate
 from ganctl.data import BatchSampler, dataset_size, load_dataset
 from ganctl.ema import EMA
@@ -194,25 +194,50 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
 
     `resume` is a loaded checkpoint: training continues from its step with every state restored
     (weights, optimisers, RNGs, data order), so N + N steps equal 2N steps straight, bit for bit.
+    With trainer.devices=N > 1 this spawns N data-parallel processes; under torchrun it joins
+    the process group torchrun set up.
     """
     validate(cfg)
+    env_rank = distributed.from_env()
+    if env_rank is None and cfg.trainer.devices > 1:
+        uses_cuda = training_device(cfg).type == "cuda"
+        return distributed.spawn(run_rank, cfg.trainer.devices, uses_cuda, cfg, str(run_dir), resume)
+    return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
+
+
+def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume: dict | None = None) -> dict:
+    """One replica's training loop; rank 0 alone writes files and shows the progress bar."""
     t = cfg.trainer
     device = training_device(cfg)
+    if device.type == "cuda" and rank.world > 1:
+        device = torch.device("cuda", rank.local_rank)
+        torch.cuda.set_device(device)
+    if t.batch_size % rank.world:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} does not split over {rank.world} processes; "
+                          f"accepted: a multiple of {rank.world}")
+    batch = t.batch_size // rank.world
     run_dir = Path(run_dir)
     torch.manual_seed(cfg.seed)
 
     check_data(cfg)
     data = load_dataset(cfg.dataset, device, cfg.seed)
-    sampler = BatchSampler(len(data), t.batch_size, device)
-    steps = total_steps(cfg, sampler.batches_per_epoch)
+    # trainer.batch_size is the global batch: each replica draws its share.
+    sampler = BatchSampler(len(data), batch, device, epoch_batches=len(data) // t.batch_size)
+    steps = total_steps(cfg, len(data) // t.batch_size)
 
     G, D = build_models(cfg.model, data.shape)
     memory_format = torch.channels_last if t.channels_last and data.is_image else torch.preserve_format
     G.to(device, memory_format=memory_format)
     D.to(device, memory_format=memory_format)
     # The loop calls G_fast/D_fast; checkpoints hold G/D's plain state dicts (no compile prefixes).
-    G_fast, D_fast = (torch.compile(G, mode=t.compile_mode), torch.compile(D, mode=t.compile_mode)) \
-        if t.compile else (G, D)
+    G_fast, D_fast = G, D
+    if rank.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G_fast, D_fast = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
+    if t.compile:
+        G_fast, D_fast = torch.compile(G_fast, mode=t.compile_mode), torch.compile(D_fast, mode=t.compile_mode)
     autocast, scaler_d, scaler_g = mixed_precision(t.precision, device)
     loss = build_loss(cfg.loss)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
@@ -225,21 +250,27 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
         if step >= steps:
             raise ConfigError(f"the checkpoint is at step {step}, which reaches trainer.steps={steps}; "
                               f"accepted: resume with trainer.steps > {step}")
+    if rank.world > 1:
+        # Replicas start identical (same seed, DDP's broadcast) and then draw different data and
+        # latents. A multi-process resume continues statistically, not bit for bit.
+        torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * step)
     # Built after a resume's restore, so a run that turns EMA on at resume averages from its current G.
     ema = EMA(G, t.ema) if t.ema is not None else None
     if ema is not None and resume is not None and resume.get("G_ema") is not None:
         ema.load_state_dict(resume["G_ema"])
 
     samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
-    for folder in (samples_dir, ckpt_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    if rank.is_main:
+        for folder in (samples_dir, ckpt_dir):
+            folder.mkdir(parents=True, exist_ok=True)
     fields = METRIC_FIELDS + ([] if data.is_image else GAUSSIAN_FIELDS)
     if cfg.loss.name == "wgan_gp":
         fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
     if t.on_nan == "skip":
         fields.append("nan_skips")
     fields += ["time", "steps_per_s"]
-    metrics_file, metrics = open_metrics(run_dir / "metrics.csv", fields, step if resume else None)
+    if rank.is_main:
+        metrics_file, metrics = open_metrics(run_dir / "metrics.csv", fields, step if resume else None)
 
     G_sample = ema.model if ema is not None else G  # grids and logged 1-D stats use G_ema when on
 
@@ -283,7 +314,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     start = last_log_time = time.perf_counter()
     # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
     bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not t.progress, file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 30)
+               disable=not (t.progress and rank.is_main), file=sys.stderr, mininterval=0.1 if sys.stderr.isatty() else 30)
     row: dict = {}
     with StopRequest() as stop:
         while step < steps:
@@ -292,12 +323,13 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
             for _ in range(t.d_steps):
                 real = data.batch(sampler.next())
                 with torch.no_grad(), autocast():
-                    fake = G_fast(sample_latent(t.batch_size, cfg.model, device))
+                    fake = G_fast(sample_latent(batch, cfg.model, device))
                 with autocast():
                     d_loss, d_stats = loss.d_phase(D_fast, real, fake)
                 opt_d.zero_grad(set_to_none=True)
                 scaler_d.scale(d_loss).backward()
-                if t.on_nan == "skip" and not torch.isfinite(d_loss):  # a host sync, only in skip mode
+                # A host sync (and an all-reduce over replicas), only in skip mode.
+                if t.on_nan == "skip" and rank.any(not torch.isfinite(d_loss).item(), device):
                     skip = True
                     continue
                 scaler_d.step(opt_d)
@@ -305,10 +337,10 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
                 with autocast():
-                    g_loss = loss.g_phase(D_fast, G_fast(sample_latent(t.batch_size, cfg.model, device)))
+                    g_loss = loss.g_phase(D_fast, G_fast(sample_latent(batch, cfg.model, device)))
                 opt_g.zero_grad(set_to_none=True)
                 scaler_g.scale(g_loss).backward()
-                if t.on_nan == "skip" and not torch.isfinite(g_loss):
+                if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):
                     skip = True
                     continue
                 scaler_g.step(opt_g)
@@ -329,7 +361,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
 
             if step % t.log_every == 0 or step == steps:
                 count = step - last_log_step
-                values = (acc / max(1, accumulated)).tolist()
+                values = (rank.sum(acc) / max(1, accumulated * rank.world)).tolist()
                 acc.zero_()
                 accumulated = 0
                 bad = first_bad({"d_loss": torch.tensor(values[0]), "g_loss": torch.tensor(values[n_stats]),
@@ -339,6 +371,9 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
                     where = f"checkpoints/step_{last_good_ckpt:06d}.pt" if last_good_ckpt else "none written yet"
                     raise Diverged(f"{bad} became non-finite between steps {last_log_step} and {step}; stopped. "
                                    f"Last good checkpoint: {where}. Lower optim.lr or set trainer.on_nan=skip")
+                if t.check_replicas and not rank.replicas_agree([G, D], device):
+                    raise Diverged(f"replicas hold different weights at step {step}; "
+                                   "this is a bug in data-parallel training, please report it")
                 now = time.perf_counter()
                 row = {
                     "step": step, "epoch": round(sampler.epoch, 4), "d_loss": values[0],
@@ -346,25 +381,31 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
                     "grad_norm": values[3], "nan_skips": nan_skips,
                     "time": round(now - start, 3), "steps_per_s": round(count / (now - last_log_time), 2),
                 }
-                if not data.is_image:
+                if rank.is_main and not data.is_image:
                     fake = generate(G_sample, fixed_z)
                     row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
-                metrics.writerow(row)
-                metrics_file.flush()
+                if rank.is_main:
+                    metrics.writerow(row)
+                    metrics_file.flush()
                 bar.set_postfix({"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
                                  "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}, refresh=False)
                 last_log_step, last_log_time = step, now
-            if step % t.sample_every == 0 or step == steps:
+            # Replicas agree on stopping at the same step (one tiny all-reduce per step when N > 1).
+            stop_signal = rank.any(stop.signum or 0, device) if rank.world > 1 else stop.signum
+            if rank.is_main and (step % t.sample_every == 0 or step == steps):
                 save_samples(step)
-            if step % t.ckpt_every == 0 or step == steps or stop.signum is not None:
-                save_checkpoint(step)
+            if step % t.ckpt_every == 0 or step == steps or stop_signal:
+                if rank.is_main:
+                    save_checkpoint(step)
                 last_good_ckpt = step
-            if stop.signum is not None:
+            if stop_signal:
                 bar.close()
-                metrics_file.close()
-                raise Interrupted(stop.signum, step, run_dir)
+                if rank.is_main:
+                    metrics_file.close()
+                raise Interrupted(stop_signal, step, run_dir)
     bar.close()
-    metrics_file.close()
+    if rank.is_main:
+        metrics_file.close()
     return {
         "run_dir": str(run_dir),
         "steps": step,

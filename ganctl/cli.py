@@ -206,6 +206,8 @@ def _train_task(cfg) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         target = _resume_target(hc.overrides.task)
+        if target == "auto":  # a requeued cluster job: continue this job folder's run if it has one
+            target = str(run_dir) if (run_dir / "checkpoints" / "last.pt").is_file() else None
         if target is not None:
             ckpt = checkpoint.load(target)
             typed, _ = resume_config(ckpt, hc.overrides.task, composed=to_run_config(cfg))
@@ -236,7 +238,7 @@ def train_main(args: list[str]) -> None:
     flags = [a for a in args if a.startswith("-")]
     check_group_options(overrides)
     target = _resume_target(overrides)
-    if target is not None:
+    if target is not None and target != "auto":
         args = prepare_resume(target, overrides, args)
     elif not flags:
         prevalidate(overrides)

@@ -133,9 +133,13 @@ def generate(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 
 class StopRequest:
-    """SIGINT/SIGTERM ask the loop to finish its step and checkpoint; a second SIGINT aborts at once."""
+    """SIGINT/SIGTERM/SIGUSR2 ask the loop to finish its step and checkpoint; a second SIGINT aborts.
 
-    EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+    SIGUSR2 is what SLURM sends (through submitit) before a time limit. A handler installed before
+    ours (submitit's requeue) is called after the checkpoint is written.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self):
         self.signum: int | None = None
@@ -150,9 +154,16 @@ class StopRequest:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for signum in self.EXIT_CODES:
+            for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
+
+    def chained(self, signum: int):
+        """The Python handler that was there before ours for `signum`, if any worth calling."""
+        previous = self._previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            return previous
+        return None
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():
@@ -402,6 +413,9 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 bar.close()
                 if rank.is_main:
                     metrics_file.close()
+                handler = stop.chained(stop_signal)
+                if handler is not None:
+                    handler(stop_signal, None)  # e.g. submitit requeues the job, now that last.pt exists
                 raise Interrupted(stop_signal, step, run_dir)
     bar.close()
     if rank.is_main:

@@ -39,3 +39,41 @@ def test_hydra_config_composes():
     proc = run_cli("train", "--cfg", "hydra")
     assert proc.returncode == 0, proc.stderr
     assert "ganctl.report.SweepSummary" in proc.stdout
+
+
+def test_launcher_configs_compose():
+    for launcher, needle in (("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")):
+        proc = run_cli("train", f"hydra/launcher={launcher}", "--cfg", "hydra")
+        assert proc.returncode == 0, proc.stderr
+        assert needle in proc.stdout
+
+
+def test_job_function_pickles():
+    """submitit and joblib ship the task function to another process: it must pickle."""
+    import pickle
+
+    from ganctl import cli
+
+    assert pickle.loads(pickle.dumps(cli._train_task)) is cli._train_task
+
+
+def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                   "trainer.steps=4", "trainer.log_every=2", "trainer.progress=false",
+                   "dataset.samples_per_epoch=5000", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_resume_auto_continues_the_folder(tmp_path):
+    run_dir = tmp_path / "job"
+    common = ["trainer.log_every=2", "trainer.progress=false", "dataset.samples_per_epoch=5000",
+              f"hydra.run.dir={run_dir}", "resume=auto"]
+    first = run_cli("train", "trainer.steps=2", *common)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("train", "trainer.steps=4", *common)
+    assert again.returncode == 0, again.stderr
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert [r["step"] for r in rows] == ["2", "4"]

@@ -265,6 +265,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         # Replicas start identical (same seed, DDP's broadcast) and then draw different data and
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * step)
+        sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
     # Built after a resume's restore, so a run that turns EMA on at resume averages from its current G.
     ema = EMA(G, t.ema) if t.ema is not None else None
     if ema is not None and resume is not None and resume.get("G_ema") is not None:

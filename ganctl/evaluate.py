@@ -1,0 +1,253 @@
+"""ganctl eval: score a generator (or an .npz of samples) against real data; `ganctl eval fit` trains the feature net."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganctl import checkpoint, features, images, metrics
+from ganctl.checkpoint import atomic_write
+from ganctl.config import DatasetConfig
+from ganctl.errors import ConfigError, DataError
+from ganctl.sample import ArgumentParser, generate, latents, load_generator
+from ganctl.train import resolve_device
+
+DATASETS = ("mnist", "svhn", "gaussian1d")
+SPLITS = ("train", "test", "extra")
+FEATURES = ("ganctl", "inception")
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="ganctl eval", description="Score a generator's samples against real data. "
+                       "`ganctl eval fit DATASET` (re)trains the feature network.")
+    p.add_argument("target", help="a .pt checkpoint, a run folder (its checkpoints/last.pt) or an .npz "
+                                  "with uint8 arr_0 (N x H x W or N x H x W x C; needs --dataset)")
+    p.add_argument("-n", type=int, default=10000, help="number of generated samples (default 10000)")
+    p.add_argument("-o", "--output", default=None,
+                   help="metrics JSON (default: <checkpoint or npz stem>_eval.json beside it)")
+    p.add_argument("--dataset", default=None, help="mnist, svhn or gaussian1d (default: the checkpoint's)")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/ or SVHN/ (default: the checkpoint's "
+                                                     "dataset.root, else $GANCTL_DATA or ~/.cache/ganctl/data)")
+    p.add_argument("--split", default=None, help="real split to compare with: train, test (svhn: extra); "
+                                                 "default: the checkpoint's, else train")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--batch-size", type=int, default=500, help="samples generated and embedded at once (default 500)")
+    p.add_argument("--no-ema", action="store_true", help="score the raw generator even if EMA weights exist")
+    p.add_argument("--features", default="ganctl",
+                   help="ganctl (the cached small classifier, default) or inception (standard FID; needs "
+                        "torch-fidelity or torchmetrics[image])")
+    p.add_argument("--pr-samples", type=int, default=5000,
+                   help="samples per side for precision/recall, which costs O(n^2) (default 5000)")
+    return p
+
+
+def build_fit_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="ganctl eval fit", description="Train (or retrain) the feature network on real data.")
+    p.add_argument("dataset", help="mnist or svhn")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/ or SVHN/ (default $GANCTL_DATA "
+                                                     "or ~/.cache/ganctl/data)")
+    p.add_argument("--split", default="train", help="train, test (svhn: extra) (default train)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
+    return p
+
+
+def default_root() -> str:
+    return os.environ.get("GANCTL_DATA", "~/.cache/ganctl/data")
+
+
+def check_choice(flag: str, value: str | None, accepted: tuple[str, ...]) -> None:
+    if value is not None and value not in accepted:
+        raise ConfigError(f"{flag} {value!r} is invalid; accepted: {', '.join(accepted)}")
+
+
+def fit_main(argv: list[str]) -> None:
+    args = build_fit_parser().parse_args(argv)
+    check_choice("dataset", args.dataset, features.IMAGE_DATASETS)
+    check_choice("--split", args.split, SPLITS)
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs {args.epochs} is invalid; accepted: an integer >= 1")
+    cfg = DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split)
+    model = features.fit(cfg, resolve_device(args.device, key="--device"), epochs=args.epochs, seed=args.seed)
+    print(f"ganctl: feature net {cfg.name}/{cfg.split}: held-out accuracy {model.accuracy:.2%}; {model.path}")
+
+
+def inception_backend() -> str:
+    """The installed library that computes the standard Inception FID, or a one-line error."""
+    import importlib.util
+
+    for module in ("torch_fidelity", "torchmetrics"):
+        if importlib.util.find_spec(module) is not None:
+            if module == "torchmetrics" and importlib.util.find_spec("torchmetrics.image") is None:
+                continue
+            return module
+    raise ConfigError("--features inception needs torch-fidelity or torchmetrics[image], and neither is "
+                      "installed; pip install ganctl[fid] (or pip install torch-fidelity), or use --features ganctl")
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def inception_fid(fake: torch.Tensor, real: torch.Tensor, device: torch.device, batch_size: int) -> float:
+    """Standard FID (Inception-v3 pool features) of uint8 N x C x H x W images, via the installed library."""
+    backend = inception_backend()
+    if backend == "torchmetrics":
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        fid = FrechetInceptionDistance(feature=2048).to(device)
+        for x, is_real in ((real, True), (fake, False)):
+            for start in range(0, len(x), batch_size):
+                fid.update(_rgb(x[start : start + batch_size]).to(device), real=is_real)
+        return float(fid.compute())
+    import torch_fidelity
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = x
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return _rgb(self.x[i : i + 1])[0]
+
+    out = torch_fidelity.calculate_metrics(input1=Images(fake), input2=Images(real), fid=True,
+                                           cuda=device.type == "cuda", batch_size=batch_size, verbose=False)
+    return float(out["frechet_inception_distance"])
+
+
+def load_npz(path: Path, dataset: str) -> torch.Tensor:
+    """uint8 arr_0 of N x H x W or N x H x W x C -> N x C x H x W, checked against the dataset's shape."""
+    try:
+        with np.load(path) as z:
+            if "arr_0" not in z:
+                raise ConfigError(f"{path} has no arr_0; accepted: an .npz whose arr_0 holds uint8 images")
+            array = z["arr_0"]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({str(exc)[:120]})") from None
+    if array.dtype != np.uint8 or array.ndim not in (3, 4):
+        raise ConfigError(f"{path}: arr_0 is {array.dtype} of shape {array.shape}; accepted: uint8 "
+                          "N x H x W or N x H x W x C")
+    x = torch.from_numpy(np.ascontiguousarray(array))
+    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    expected = IMAGE_SHAPES[dataset]
+    if tuple(x.shape[1:]) != expected:
+        h, w = expected[1:]
+        raise ConfigError(f"{path}: images are {tuple(x.shape[1:])} (C x H x W); {dataset} needs "
+                          f"{h} x {w}" + (" x 3" if expected[0] == 3 else " (or x 1)"))
+    return x
+
+
+def image_metrics(x: torch.Tensor, fm: features.FeatureModel, device: torch.device, batch_size: int,
+                  pr_samples: int, seed: int) -> dict:
+    """Every image metric of uint8 samples against the cached real statistics."""
+    feats, probs = features.embed_all(fm.net, x, device, batch_size)
+    mu, sigma = metrics.feature_stats(feats)
+    out = {"fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
+           "classifier_score": metrics.classifier_score(probs)}
+    out.update(metrics.class_coverage(probs.argmax(axis=1), features.NUM_CLASSES))
+    m = min(pr_samples, len(feats), len(fm.real_features))
+    rng = np.random.default_rng(seed)
+    fake_sub = feats[rng.permutation(len(feats))[:m]]
+    real_sub = fm.real_features[rng.permutation(len(fm.real_features))[:m]]
+    out.update(metrics.precision_recall(real_sub, fake_sub, k=PR_K))
+    out["pr_samples"] = m
+    return out
+
+
+def default_output(source: Path) -> Path:
+    return source.with_name(f"{source.stem}_eval.json")
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "fit":
+        fit_main(argv[1:])
+        return
+    args = build_parser().parse_args(argv)
+    check_choice("--dataset", args.dataset, DATASETS)
+    check_choice("--split", args.split, SPLITS)
+    check_choice("--features", args.features, FEATURES)
+    if args.n < 2:
+        raise ConfigError(f"-n {args.n} is invalid; accepted: a number of samples >= 2")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} is invalid; accepted: an integer >= 1")
+    if args.pr_samples <= PR_K:
+        raise ConfigError(f"--pr-samples {args.pr_samples} is invalid; accepted: an integer > {PR_K}")
+    if args.features == "inception":
+        inception_backend()  # fail before any work when the library is missing
+    if args.output is not None and not Path(args.output).parent.is_dir():
+        raise ConfigError(f"-o {args.output}: folder {Path(args.output).parent} does not exist; create it first")
+    device = resolve_device(args.device, key="--device")
+    target = Path(args.target)
+    report: dict = {"source": str(target), "seed": args.seed}
+
+    if target.suffix.lower() == ".npz":
+        if args.dataset is None:
+            raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: mnist, svhn")
+        if args.dataset not in IMAGE_SHAPES:
+            raise ConfigError(f"--dataset {args.dataset} cannot score an .npz of images; accepted: mnist, svhn")
+        if not target.is_file():
+            raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
+        x = load_npz(target, args.dataset)
+        x = x[: args.n]
+        dcfg = DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split or "train")
+        source, model = target, None
+        report.update(kind="npz")
+    else:
+        model = load_generator(str(target), device, use_ema=not args.no_ema)
+        dcfg = dataclasses.replace(model.cfg.dataset)
+        if args.dataset is not None and args.dataset != dcfg.name:
+            raise ConfigError(f"--dataset {args.dataset} does not match the checkpoint's dataset "
+                              f"{dcfg.name!r}; accepted: {dcfg.name} (or leave it out)")
+        dcfg.root = args.data_root or dcfg.root
+        dcfg.split = args.split or dcfg.split
+        source = model.path
+        step = checkpoint.load(model.path).get("step")
+        report.update(kind="checkpoint", step=step, ema=model.ema)
+        x = None
+    report.update(dataset=dcfg.name, split=dcfg.split)
+    out_path = Path(args.output) if args.output else default_output(source)
+
+    if dcfg.name == "gaussian1d":
+        z = latents(args.n, model.cfg, args.seed)
+        values = generate(model, z, args.batch_size, device).numpy()
+        result = metrics.gaussian1d_stats(values, dcfg.mean, dcfg.std)
+        report.update(n=args.n, target={"mean": dcfg.mean, "std": dcfg.std}, metrics=result)
+        line = (f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
+                f"kurtosis {result['kurtosis']:.4f}  ks {result['ks_statistic']:.4f}  "
+                f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})")
+    else:
+        if x is None:
+            z = latents(args.n, model.cfg, args.seed)
+            to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
+            x = generate(model, z, args.batch_size, device, progress=True, convert=to_pixels)
+        if len(x) < 2:
+            raise ConfigError(f"{target} holds {len(x)} image; accepted: at least 2 samples")
+        report["n"] = len(x)
+        if args.features == "inception":
+            real = torch.from_numpy(np.array(features.load_real(dcfg).images))
+            fid = inception_fid(x, real, device, args.batch_size)
+            report.update(features="inception", metrics={"fid_inception": fid})
+            line = f"fid_inception {fid:.3f}  (n {len(x)} vs {dcfg.name} {dcfg.split})"
+        else:
+            fm = features.load_or_fit(dcfg, device)
+            result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed)
+            report.update(features="ganctl", feature_net={"path": str(fm.path), "sha256": fm.checksum,
+                                                          "heldout_accuracy": fm.accuracy}, metrics=result)
+            line = (f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
+                    f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
+                    f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
+                    f"recall {result['recall']:.3f}  (n {len(x)}, feature net {dcfg.name}/{dcfg.split} "
+                    f"acc {fm.accuracy:.2%})")
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out_path, lambda f: f.write(text.encode()))
+    print(f"{line}  -> {out_path}")

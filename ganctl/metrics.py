@@ -1,0 +1,128 @@
+"""Sample-quality metrics as pure functions of features, class probabilities or 1-D values."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+# A class counts as covered when it receives at least half of its uniform share (0.5 / classes).
+COVERAGE_FRACTION = 0.5
+
+
+def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (rows are samples) in float64, as the Frechet distance needs."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature rows, got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), the Frechet distance of two Gaussians (as FID)."""
+    import scipy.linalg
+
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        # Dead ReLU features make both covariances singular; sqrtm warns but its result is usable.
+        warnings.simplefilter("ignore")
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():
+            # Offset both diagonals and retry, as pytorch-fid does.
+            offset = np.eye(s1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    # Round-off gives sqrtm a tiny imaginary part; a large one means the input was not a covariance.
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    return float(max(0.0, diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean)))
+
+
+def classifier_score(probs: np.ndarray) -> float:
+    """exp(mean_x KL(p(y|x) || p(y))), the Inception Score's formula on any classifier's softmax.
+
+    1 when every sample gets the same prediction; the number of classes when predictions are
+    confident and spread evenly over all classes.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    p_y = p.mean(axis=0, keepdims=True)
+    tiny = 1e-12
+    kl = (p * (np.log(p + tiny) - np.log(p_y + tiny))).sum(axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def class_coverage(labels: np.ndarray, num_classes: int, fraction: float = COVERAGE_FRACTION) -> dict:
+    """How the predicted classes of the samples spread: a collapsed generator covers few classes.
+
+    `classes_covered` counts classes holding at least `fraction` / num_classes of the samples;
+    `max_class_share` is the largest class's share (1 / num_classes when perfectly even).
+    """
+    labels = np.asarray(labels).ravel()
+    counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+    shares = counts / max(1, labels.size)
+    return {
+        "classes_covered": int((shares >= fraction / num_classes).sum()),
+        "max_class_share": float(shares.max()),
+        "class_shares": [round(float(s), 4) for s in shares],
+    }
+
+
+def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance from each row of x to its k-th nearest other row."""
+    radii = []
+    for start in range(0, x.shape[0], chunk):
+        d = torch.cdist(x[start : start + chunk], x)
+        # k + 1 smallest: the first is the point itself at distance 0.
+        radii.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
+    return torch.cat(radii)
+
+
+def _inside_any(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
+    inside = []
+    for start in range(0, points.shape[0], chunk):
+        d = torch.cdist(points[start : start + chunk], centres)
+        inside.append((d <= radii[None, :]).any(dim=1))
+    return torch.cat(inside)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1000) -> dict:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds in feature space.
+
+    precision: share of generated samples inside the real manifold (the union of balls around each
+    real feature reaching its k-th nearest real neighbour); recall: share of real samples inside
+    the generated manifold, built the same way.
+    """
+    r = torch.as_tensor(np.asarray(real, dtype=np.float32))
+    f = torch.as_tensor(np.asarray(fake, dtype=np.float32))
+    if min(r.shape[0], f.shape[0]) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
+    r_radii = _kth_neighbour_radii(r, k, chunk)
+    f_radii = _kth_neighbour_radii(f, k, chunk)
+    return {
+        "precision": float(_inside_any(f, r, r_radii, chunk).float().mean()),
+        "recall": float(_inside_any(r, f, f_radii, chunk).float().mean()),
+    }
+
+
+def gaussian1d_stats(values: np.ndarray, mean: float, std: float) -> dict:
+    """Moments of 1-D samples and their distance to the target N(mean, std)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    m, s = v.mean(), v.std()
+    z = (v - m) / s if s > 0 else np.zeros_like(v)
+    ks = stats.kstest(v, stats.norm(loc=mean, scale=std).cdf)
+    # W1 against the target's n midpoint quantiles: the empirical-vs-normal distance without
+    # sampling noise from a second random draw (it converges to the exact W1 as n grows).
+    quantiles = stats.norm.ppf((np.arange(v.size) + 0.5) / v.size, loc=mean, scale=std)
+    return {
+        "mean": float(m),
+        "std": float(s),
+        "skewness": float((z ** 3).mean()),
+        "kurtosis": float((z ** 4).mean() - 3.0),  # excess kurtosis: 0 for a Gaussian
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "wasserstein1": float(stats.wasserstein_distance(v, quantiles)),
+    }

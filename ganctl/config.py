@@ -94,6 +94,9 @@ class TrainerConfig:
     channels_last: bool = False
     ema: Optional[float] = None
     devices: int = 1
+    eval_every: Optional[int] = None
+    eval_samples: int = 2000
+    eval_metric: str = "auto"
     check_replicas: bool = False
 
 
@@ -166,6 +169,7 @@ def _choices() -> dict[str, list[str]]:
         "trainer.on_nan": ["stop", "skip"],
         "trainer.precision": ["fp32", "bf16", "fp16"],
         "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],
+        "trainer.eval_metric": ["auto", "fd", "w1"],
     }
 
 
@@ -197,7 +201,7 @@ def validate(cfg: RunConfig) -> None:
         "trainer.sample_every": t.sample_every, "trainer.ckpt_every": t.ckpt_every,
         "trainer.num_samples": t.num_samples, "model.z_dim": m.z_dim, "model.width": m.width,
         "dataset.samples_per_epoch": d.samples_per_epoch, "trainer.max_nan_skips": t.max_nan_skips,
-        "trainer.devices": t.devices,
+        "trainer.devices": t.devices, "trainer.eval_samples": t.eval_samples,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -219,6 +223,9 @@ def validate(cfg: RunConfig) -> None:
         bad("dataset.mean", d.mean, "a finite number")
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
+    if t.eval_every is not None and (t.eval_every < 1 or t.eval_every % max(1, t.log_every)):
+        bad("trainer.eval_every", t.eval_every,
+            f"a multiple of trainer.log_every={t.log_every} (scores go into the logged rows), or null")
     if t.devices > 1 and t.batch_size % t.devices:
         bad("trainer.batch_size", t.batch_size, f"a multiple of trainer.devices={t.devices} (the global batch is split)")
     if t.ema is not None and not 0.0 < t.ema < 1.0:
@@ -251,6 +258,9 @@ def validate(cfg: RunConfig) -> None:
         )
     if m.d_features == "moments" and d.name != "gaussian1d":
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
+    metric = t.eval_metric
+    if metric != "auto" and (metric == "w1") != (d.name == "gaussian1d"):
+        bad("trainer.eval_metric", metric, "fd for images, w1 for dataset=gaussian1d, or auto")
     if m.arch == "dcgan" and d.name == "gaussian1d":
         bad("model.arch", m.arch, "mlp for dataset=gaussian1d (dcgan needs images)")
     if m.g_out == "sigmoid" and d.range[0] < 0 and d.name != "gaussian1d":

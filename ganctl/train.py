@@ -280,11 +280,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
     if t.on_nan == "skip":
         fields.append("nan_skips")
+    metric_name = None
+    if t.eval_every:
+        metric_name = ("fd" if data.is_image else "w1") if t.eval_metric == "auto" else t.eval_metric
+        fields += ["fd", "classifier_score"] if data.is_image else ["w1", "ks_statistic"]
     fields += ["time", "steps_per_s"]
     if rank.is_main:
         metrics_file, metrics = open_metrics(run_dir / "metrics.csv", fields, step if resume else None)
 
     G_sample = ema.model if ema is not None else G  # grids and logged 1-D stats use G_ema when on
+    best = resume.get("best_metric") if resume else None
+    evaluator = Evaluator(cfg, data.is_image, device) if t.eval_every and rank.is_main else None
 
     def save_samples(step: int) -> None:
         fake = generate(G_sample, fixed_z)
@@ -296,8 +302,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             hist = images.histogram(fake.cpu().numpy(), d.mean, d.std, title=f"step {step}")
             images.save_png(hist, path)
 
-    def save_checkpoint(step: int) -> Path:
-        payload = {
+    def checkpoint_payload(step: int) -> dict:
+        return {
             "ganctl_version": __version__,
             "config": to_dict(cfg),
             "step": step,
@@ -311,9 +317,12 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             "sampler": sampler.state_dict(),
             "rng": rng_state(device),
             "fixed_z": fixed_z.cpu(),
+            "best_metric": best,
         }
+
+    def save_checkpoint(step: int) -> Path:
         path = ckpt_dir / f"step_{step:06d}.pt"
-        checkpoint.save(path, payload)
+        checkpoint.save(path, checkpoint_payload(step))
         checkpoint.link_as(path, ckpt_dir / "last.pt")
         prune_checkpoints(ckpt_dir, cfg.checkpoints.keep_last)
         return path
@@ -396,11 +405,19 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 if rank.is_main and not data.is_image:
                     fake = generate(G_sample, fixed_z)
                     row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
+                postfix = {"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
+                           "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}
+                if evaluator is not None and (step % t.eval_every == 0 or step == steps):
+                    scores = evaluator(G_sample)
+                    row.update(scores)
+                    postfix[metric_name] = f"{scores[metric_name]:.3g}"
+                    if best is None or scores[metric_name] < best:
+                        best = scores[metric_name]
+                        checkpoint.save(ckpt_dir / "best.pt", {**checkpoint_payload(step), "best_metric": best})
                 if rank.is_main:
                     metrics.writerow(row)
                     metrics_file.flush()
-                bar.set_postfix({"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
-                                 "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}, refresh=False)
+                bar.set_postfix(postfix, refresh=False)
                 last_log_step, last_log_time = step, now
             # Replicas agree on stopping at the same step (one tiny all-reduce per step when N > 1).
             stop_signal = rank.any(stop.signum or 0, device) if rank.world > 1 else stop.signum
@@ -429,6 +446,37 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         "steps_per_s": round((step - (resume or {}).get("step", 0)) / (time.perf_counter() - start), 2),
         "last_checkpoint": str(ckpt_dir / "last.pt"),
     }
+
+
+class Evaluator:
+    """trainer.eval_every: scores G on trainer.eval_samples samples (fixed latents, so comparable)."""
+
+    def __init__(self, cfg: RunConfig, is_image: bool, device: torch.device):
+        self.cfg, self.is_image, self.device = cfg, is_image, device
+        n = cfg.trainer.eval_samples
+        gen = torch.Generator().manual_seed(12345)
+        m = cfg.model
+        self.z = (torch.rand(n, m.z_dim, generator=gen) if m.latent == "uniform"
+                  else torch.randn(n, m.z_dim, generator=gen))
+        self.features = None
+
+    def __call__(self, G: torch.nn.Module) -> dict:
+        from ganctl import metrics
+
+        with torch.no_grad():
+            x = torch.cat([generate(G, z.to(self.device)).float().cpu() for z in self.z.split(500)])
+        if not self.is_image:
+            d = self.cfg.dataset
+            stats = metrics.gaussian1d_stats(x.numpy(), d.mean, d.std)
+            return {"w1": stats["wasserstein1"], "ks_statistic": stats["ks_statistic"]}
+        from ganctl import features
+        from ganctl.evaluate import image_metrics
+
+        if self.features is None:  # trained on first use and cached under the data folder
+            self.features = features.load_or_fit(self.cfg.dataset, self.device, progress=False)
+        pixels = images.to_uint8(x, self.cfg.dataset.range)
+        scores = image_metrics(pixels, self.features, self.device, 500, pr_samples=1000, seed=0)
+        return {"fd": scores["fd"], "classifier_score": scores["classifier_score"]}
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:

@@ -48,3 +48,21 @@ def test_bad_decay(capsys):
     with pytest.raises(SystemExit):
         main(["train", "trainer.ema=1.5"])
     assert "trainer.ema=1.5" in capsys.readouterr().err
+
+
+def test_eval_during_training_keeps_best_checkpoint(tmp_path):
+    """trainer.eval_every logs W1 for the 1-D Gaussian and keeps checkpoints/best.pt at its minimum."""
+    import csv
+
+    base = ["trainer.log_every=10", "trainer.eval_every=10", "trainer.eval_samples=2000",
+            "trainer.progress=false", "dataset.samples_per_epoch=5000"]
+    run(compose(*base, "trainer.steps=30"), tmp_path / "e")
+    rows = list(csv.DictReader(open(tmp_path / "e" / "metrics.csv")))
+    w1 = [float(r["w1"]) for r in rows]
+    best = checkpoint.load(tmp_path / "e" / "checkpoints" / "best.pt")
+    assert best["best_metric"] == pytest.approx(min(w1))
+    assert best["step"] == 10 * (w1.index(min(w1)) + 1)
+    ckpt = checkpoint.load(tmp_path / "e")
+    cfg, _ = resume_config(ckpt, ["trainer.steps=40"])
+    run(cfg, tmp_path / "e", resume=ckpt)
+    assert checkpoint.load(tmp_path / "e")["best_metric"] <= min(w1)

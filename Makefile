@@ -19,8 +19,10 @@ install: $(BIN)/ganctl
 demo: install
 	$(BIN)/ganctl train hydra.run.dir=outputs/demo
 
+# Two workers, one test file each (module fixtures are built once); tests pin torch to one
+# thread per process, so the two workers share the two cores instead of fighting over them.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

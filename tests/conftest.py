@@ -9,6 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import torch
+
+# One intra-op thread per test process: two pytest workers (make test) and the CLI subprocesses
+# they start share two cores; more threads than cores made tiny-tensor steps 10x slower here.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -1,0 +1,331 @@
+"""ganctl interpolate: walk the latent space between chosen or random points and render the frames."""
+from __future__ import annotations
+
+import math
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ganctl import images
+from ganctl.checkpoint import atomic_write
+from ganctl.config import RunConfig
+from ganctl.errors import ConfigError
+from ganctl.sample import ArgumentParser, LoadedGenerator, claim_output, generate, latents, load_generator, \
+    output_kind, write_folder
+from ganctl.train import resolve_device
+
+MODES = ("slerp", "lerp")
+OUTPUTS = (".png", ".gif", ".pt", "folder")
+FROM_HINT = "accepted: an N x z_dim tensor saved by ganctl sample --save-latents z.pt"
+
+
+def default_mode(cfg: RunConfig) -> str:
+    """slerp for Gaussian latents, lerp for uniform ones.
+
+    A d-dimensional N(0, I) latent lies, with overwhelming probability, near the sphere of radius
+    sqrt(d) (|z|^2 is chi-squared with mean d and spread sqrt(2d)). The straight line between two
+    such points cuts through the inside of that shell: for two independent latents the midpoint
+    has norm about sqrt(d/2), a radius where G saw essentially no training latents, so the middle
+    frames of a lerp are washed out or off-distribution. slerp follows the great circle and keeps
+    the norm near sqrt(d) (White 2016, "Sampling Generative Networks"). Uniform latents fill the
+    cube [0, 1)^d, which is convex: every lerp point is a latent G was trained on, while a slerp
+    path can leave the cube.
+    """
+    return "lerp" if cfg.model.latent == "uniform" else "slerp"
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """a, b: (..., d); t: (F,) -> (..., F, d), the straight line (1 - t) a + t b; exact at t = 0 and 1."""
+    a, b, t = a.unsqueeze(-2), b.unsqueeze(-2), t.to(a.dtype).unsqueeze(-1)
+    return (1 - t) * a + t * b  # not a + t (b - a), which misses b by a rounding error at t = 1
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """a, b: (..., d); t: (F,) -> (..., F, d), spherical interpolation; exact at t = 0 and 1.
+
+    Falls back to lerp where the angle is undefined or degenerate: a zero latent, or a and b
+    (anti)parallel, where sin(omega) ~ 0 would divide by zero.
+    """
+    dtype = a.dtype
+    a64, b64, t64 = a.double(), b.double(), t.double()
+    na, nb = a64.norm(dim=-1, keepdim=True), b64.norm(dim=-1, keepdim=True)
+    cos = ((a64 * b64).sum(-1, keepdim=True) / (na * nb).clamp_min(1e-300)).clamp(-1.0, 1.0)
+    omega = torch.acos(cos).unsqueeze(-2)  # (..., 1, 1)
+    sin_omega = torch.sin(omega)
+    tt = t64.view(-1, 1)  # (F, 1)
+    safe = sin_omega.clamp_min(1e-12)
+    path = (torch.sin((1 - tt) * omega) / safe) * a64.unsqueeze(-2) + (torch.sin(tt * omega) / safe) * b64.unsqueeze(-2)
+    degenerate = (sin_omega < 1e-6) | (na.unsqueeze(-2) < 1e-12) | (nb.unsqueeze(-2) < 1e-12)
+    path = torch.where(degenerate, lerp(a64, b64, t64), path)
+    return path.to(dtype)
+
+
+def latent_path(points: torch.Tensor, steps: int, mode: str, closed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """points (R, M, d) -> latents (R, F, d) and each frame's position along the path (F,).
+
+    Open (M = 2): `steps` frames from the first point to the second, both included; positions 0..1.
+    Closed: the tour p0 -> p1 -> ... -> p(M-1) -> p0 with `steps` frames per leg, the frame at each
+    waypoint shared by its two legs and the final return to p0 left out, so a looping animation
+    shows no repeated frame: M * (steps - 1) frames; position k is waypoint k.
+    """
+    blend = slerp if mode == "slerp" else lerp
+    t = torch.arange(steps, dtype=torch.float64) / (steps - 1)  # exactly 0 and 1 at the ends
+    if not closed:
+        return blend(points[:, 0], points[:, 1], t), t
+    m = points.shape[1]
+    legs = [blend(points[:, k], points[:, (k + 1) % m], t[:-1]) for k in range(m)]
+    positions = torch.cat([k + t[:-1] for k in range(m)])
+    return torch.cat(legs, dim=1), positions
+
+
+def load_latent_file(path: str, z_dim: int) -> torch.Tensor:
+    """The N x z_dim latents of `ganctl sample --save-latents`, checked, on the CPU."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--from {p} does not exist; {FROM_HINT}")
+    try:
+        z = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--from {p} is not a readable tensor file ({reason}); {FROM_HINT}") from None
+    if isinstance(z, torch.Tensor) and z.dim() == 1 and z_dim == 1:
+        z = z.unsqueeze(1)  # a plain list of scalar latents for a z_dim=1 model
+    if not isinstance(z, torch.Tensor):
+        raise ConfigError(f"--from {p} holds a {type(z).__name__}, not a latent tensor; {FROM_HINT}")
+    if z.dim() != 2 or not z.is_floating_point() or z.shape[1] != z_dim:
+        shape = " x ".join(map(str, z.shape)) or "scalar"
+        raise ConfigError(f"--from {p} holds a {shape} {str(z.dtype).replace('torch.', '')} tensor but this "
+                          f"generator takes N x {z_dim} float latents; {FROM_HINT}")
+    if not torch.isfinite(z).all():
+        raise ConfigError(f"--from {p} holds non-finite latents; {FROM_HINT}")
+    return z.float()
+
+
+def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
+    """The path's points (R, M, z_dim) and a few words saying where they came from."""
+    m = args.waypoints or 2
+    if args.from_file is not None:
+        z = load_latent_file(args.from_file, cfg.model.z_dim)
+        if args.index is None and len(z) < m:
+            raise ConfigError(f"--from {args.from_file} holds {len(z)} latent(s) but the path needs {m}; "
+                              f"accepted: a file of >= {m} latents, or --index to pick rows")
+        index = args.index if args.index is not None else list(range(m))
+        bad = [i for i in index if not 0 <= i < len(z)]
+        if bad:
+            raise ConfigError(f"--index {bad[0]} is out of range for {args.from_file} ({len(z)} latents); "
+                              f"accepted: 0..{len(z) - 1}")
+        return z[index].unsqueeze(0), f"rows {', '.join(map(str, index))} of {args.from_file}"
+    if args.from_seed is not None:
+        a, b = latents(1, cfg, args.from_seed), latents(1, cfg, args.to_seed)
+        return torch.stack([a[0], b[0]]).unsqueeze(0), f"seed {args.from_seed} -> seed {args.to_seed}"
+    z = latents(args.rows * m, cfg, args.seed)
+    return z.view(args.rows, m, -1), f"random points, seed {args.seed}"
+
+
+def check_args(args) -> None:
+    """Numbers in range and endpoint options that fit together, before any model is loaded."""
+    if args.steps < 2:
+        raise ConfigError(f"--steps {args.steps} is invalid; accepted: an integer >= 2 (frames from one point "
+                          "to the next, both ends included)")
+    if args.rows < 1:
+        raise ConfigError(f"--rows {args.rows} is invalid; accepted: an integer >= 1")
+    if args.waypoints is not None and args.waypoints < 2:
+        raise ConfigError(f"--waypoints {args.waypoints} is invalid; accepted: an integer >= 2")
+    if not 0 < args.fps <= 50:
+        raise ConfigError(f"--fps {args.fps:g} is invalid; accepted: a number in (0, 50] (GIF delays are 10 ms steps)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} is invalid; accepted: an integer >= 1")
+    if not 1 <= args.zoom <= 16:
+        raise ConfigError(f"--zoom {args.zoom} is invalid; accepted: an integer in 1..16")
+    given = [name for name, value in (("--from", args.from_file), ("--from-seed", args.from_seed)) if value is not None]
+    if len(given) > 1:
+        raise ConfigError("--from and --from-seed both given; accepted: one way to choose the endpoints")
+    if (args.from_seed is None) != (args.to_seed is None):
+        raise ConfigError("--from-seed and --to-seed go together; accepted: --from-seed A --to-seed B")
+    if args.from_seed is not None and args.from_seed == args.to_seed:
+        raise ConfigError(f"--from-seed {args.from_seed} --to-seed {args.to_seed} is one latent, no path; "
+                          "accepted: two different seeds")
+    if args.from_seed is not None and args.waypoints is not None:
+        raise ConfigError("--waypoints with --from-seed is not supported; accepted: --waypoints M with random "
+                          "points (--seed) or with --from z.pt --index I1 ... IM")
+    if args.index is not None:
+        if args.from_file is None:
+            raise ConfigError("--index picks rows of a --from file; accepted: --from z.pt --index I J")
+        want = args.waypoints or 2
+        if len(args.index) != want:
+            accepted = f"{want} rows for --waypoints {want}" if args.waypoints else "two rows, --index I J"
+            raise ConfigError(f"--index {' '.join(map(str, args.index))} gives {len(args.index)} rows; "
+                              f"accepted: {accepted}")
+        if len(set(args.index)) != len(args.index):
+            raise ConfigError(f"--index {' '.join(map(str, args.index))} repeats a row; accepted: distinct rows")
+    if given and args.rows != 1:
+        raise ConfigError(f"--rows {args.rows} needs random points; {given[0]} gives one path, accepted: --rows 1")
+
+
+def _zoomed(img: Image.Image, zoom: int) -> Image.Image:
+    # Nearest neighbour: 28 x 28 digits stay sharp pixels instead of a blur.
+    return img if zoom == 1 else img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+
+
+def image_frames(pixels: torch.Tensor, zoom: int) -> list[Image.Image]:
+    """uint8 (R, F, C, H, W) -> one picture per frame: the R paths in a near-square grid."""
+    rows = pixels.shape[0]
+    ncol = math.ceil(math.sqrt(rows))
+    return [_zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75), (227, 119, 194),
+           (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def value_plot(values: torch.Tensor, positions: torch.Tensor, model: LoadedGenerator, points: torch.Tensor,
+               mode: str, frame: int | None = None, size: tuple[int, int] = (640, 360)) -> Image.Image:
+    """1-D model: G(z) (y) against the position along the latent path (x), one curve per path.
+
+    The red band is the target mean +- std, for scale. `frame` adds a cursor at that frame and a
+    dot on each curve (the GIF's moving marker).
+    """
+    d = model.cfg.dataset
+    xs, v = positions.tolist(), values.double()
+    finite = v[torch.isfinite(v)]
+    y0 = min(d.mean - d.std, finite.min().item()) if finite.numel() else d.mean - d.std
+    y1 = max(d.mean + d.std, finite.max().item()) if finite.numel() else d.mean + d.std
+    pad = 0.08 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+    x0, x1 = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
+
+    legend = [(f"target N({d.mean:g}, {d.std:g}^2): mean, +-std", (214, 39, 40))]
+    for r in range(v.shape[0]):
+        name = f"path {r}"
+        if points.shape[-1] == 1:  # scalar latents: say which stretch of z the curve covers
+            name += ": z " + " -> ".join(f"{z:.3f}" for z in points[r, :, 0].tolist())
+        legend.append((name, PALETTE[r % len(PALETTE)]))
+    legend = legend[:12]
+    per_line = 3  # the legend sits above the axes, three entries a line, never over a curve
+
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    left, right, bottom = 56, size[0] - 12, size[1] - 26
+    top = 24 + 12 * math.ceil(len(legend) / per_line)
+    to_x = lambda x: left + (x - x0) / (x1 - x0) * (right - left)  # noqa: E731
+    to_y = lambda y: bottom - (y - y0) / (y1 - y0) * (bottom - top)  # noqa: E731
+
+    draw.rectangle([left, to_y(d.mean + d.std), right, to_y(d.mean - d.std)], fill=(253, 228, 228))
+    draw.line([(left, to_y(d.mean)), (right, to_y(d.mean))], fill=(214, 39, 40), width=1)
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for k in range(5):
+        y, x = y0 + k / 4 * (y1 - y0), x0 + k / 4 * (x1 - x0)
+        draw.line([(left - 4, to_y(y)), (left, to_y(y))], fill="black")
+        draw.text((4, to_y(y) - 6), f"{y:.3g}", fill="black", font=font)
+        draw.line([(to_x(x), bottom), (to_x(x), bottom + 4)], fill="black")
+        draw.text((to_x(x) - 8, bottom + 8), f"{x:.3g}", fill="black", font=font)
+    if frame is not None:
+        draw.line([(to_x(xs[frame]), top), (to_x(xs[frame]), bottom)], fill=(150, 150, 150), width=1)
+
+    for r in range(v.shape[0]):
+        colour = PALETTE[r % len(PALETTE)]
+        pts = [(to_x(x), to_y(y)) for x, y in zip(xs, v[r].tolist()) if math.isfinite(y)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        if frame is not None and math.isfinite(v[r, frame]):
+            cx, cy = to_x(xs[frame]), to_y(v[r, frame].item())
+            draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=colour, outline="black")
+    column = (right - left) // per_line
+    for i, (name, colour) in enumerate(legend):
+        draw.text((left + column * (i % per_line), 20 + 12 * (i // per_line)), name, fill=colour, font=font)
+    draw.text((left, 4), f"generated value G(z) along a {mode} latent path; x: position (point k at k)",
+              fill="black", font=font)
+    return img
+
+
+def render(x: torch.Tensor, positions: torch.Tensor, points: torch.Tensor, model: LoadedGenerator,
+           out: Path, mode: str, fps: float, zoom: int, force: bool) -> int:
+    """Write G's outputs (R, F, ...) to `out` by its kind; returns the number of frames."""
+    kind = output_kind(out)
+    rows, frames = x.shape[:2]
+    if kind == ".pt":
+        atomic_write(out, lambda f: torch.save(x, f))
+        return frames
+    if model.is_image:
+        pixels = images.to_uint8(x, model.cfg.dataset.range)
+        if kind == ".png":
+            images.save_png(_zoomed(images.grid(pixels.flatten(0, 1), nrow=frames), zoom), out)
+            return frames
+        pictures = image_frames(pixels, zoom)
+    else:
+        values = x.reshape(rows, frames)
+        if kind == ".png":
+            images.save_png(_zoomed(value_plot(values, positions, model, points, mode), zoom), out)
+            return frames
+        pictures = [_zoomed(value_plot(values, positions, model, points, mode, frame=f), zoom) for f in range(frames)]
+    if kind == ".gif":
+        # loop=0: repeat forever. Pillow merges identical consecutive frames into one longer frame.
+        atomic_write(out, lambda f: pictures[0].save(f, format="GIF", save_all=True, append_images=pictures[1:],
+                                                      duration=round(1000 / fps), loop=0))
+    else:
+        width = max(3, len(str(frames - 1)))
+        files = {f"frame_{i:0{width}d}.png": (lambda f, img=img: img.save(f, "PNG")) for i, img in enumerate(pictures)}
+        write_folder(out, files, force)
+    return frames
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="ganctl interpolate",
+                       description="Walk a trained generator's latent space and render the frames.")
+    p.add_argument("checkpoint", help="a .pt checkpoint, or a run folder (its checkpoints/last.pt)")
+    p.add_argument("-o", "--output", default="interpolation.png",
+                   help=".png (one row per path, one column per frame), .gif (animated, loops), .pt (raw "
+                        "rows x frames x sample tensor) or a folder of frame_000.png ... (default interpolation.png)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="slerp (default for Gaussian latents: keeps |z| near sqrt(z_dim), where G was trained) "
+                        "or lerp (default for uniform latents)")
+    p.add_argument("--steps", type=int, default=8,
+                   help="frames from one point to the next, both included (>= 2; default 8)")
+    p.add_argument("--rows", type=int, default=1, help="independent random paths, one row each (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random points (default 0)")
+    p.add_argument("--from-seed", type=int, default=None, metavar="A",
+                   help="start at the latent of ganctl sample --seed A -n 1 (with --to-seed B)")
+    p.add_argument("--to-seed", type=int, default=None, metavar="B",
+                   help="end at the latent of ganctl sample --seed B -n 1")
+    p.add_argument("--from", dest="from_file", default=None, metavar="Z.pt",
+                   help="latents saved by ganctl sample --save-latents Z.pt; pick rows with --index")
+    p.add_argument("--index", type=int, nargs="+", default=None, metavar="I",
+                   help="rows of --from to walk between (default 0 1; 0..M-1 with --waypoints M)")
+    p.add_argument("--waypoints", type=int, default=None, metavar="M",
+                   help="a closed tour through M points that returns to the first, for a looping GIF: "
+                        "M x (steps - 1) frames")
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of a .gif (default 10)")
+    p.add_argument("--zoom", type=int, default=1,
+                   help="enlarge pictures by this integer factor, nearest pixel (default 1)")
+    p.add_argument("--batch-size", type=int, default=500, help="latents through G at once (default 500)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return p
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    out = Path(args.output)
+    kind = output_kind(out)
+    if kind not in OUTPUTS:
+        raise ConfigError(f"-o {out}: unknown output type {kind!r}; "
+                          f"accepted: {', '.join(OUTPUTS)} (a folder has no suffix)")
+    claim_output(out, args.force)
+    device = resolve_device(args.device, key="--device")
+    model = load_generator(args.checkpoint, device, use_ema=not args.no_ema)
+    mode = args.mode or default_mode(model.cfg)
+
+    points, origin = choose_points(args, model.cfg)
+    z, positions = latent_path(points, args.steps, mode, closed=args.waypoints is not None)
+    rows, frames = z.shape[:2]
+    x = generate(model, z.flatten(0, 1), args.batch_size, device, progress=True)
+    x = x.view(rows, frames, *x.shape[1:])
+    render(x, positions, points, model, out, mode, args.fps, args.zoom, args.force)
+    print(f"ganctl: wrote {rows} x {frames} frames ({mode}, {origin}) to {out}"
+          + (" (EMA generator)" if model.ema else ""))

@@ -1,0 +1,244 @@
+"""Shared pieces of the benchmark scripts: arguments, the machine line, result lines, test data.
+
+Every script prints two lines to stdout, both `name key=value ...`:
+    machine cpu="AMD EPYC" cores=2 threads=2 torch=2.14.1 device=cpu
+    <script> key=value key=value ...
+Progress and notes go to stderr, so stdout stays machine-readable.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+# The real MNIST test split that sits beside the repository (shared/data/MNIST/raw/...).
+SHARED_DATA_CANDIDATES = (REPO.parent / "shared" / "data", Path("/work/shared/data"))
+MNIST_TEST = Path("MNIST") / "raw" / "t10k-images-idx3-ubyte.gz"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every script takes, so run_all.py can forward them to each one unchanged."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--smoke", action="store_true",
+                   help="a handful of steps at tiny sizes: checks the script runs, measures nothing useful")
+    p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads, here and in ganctl subprocesses (default: torch's own "
+                        "choice, one per core; 1 with --smoke)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding MNIST/raw/t10k-images-idx3-ubyte.gz (default: ../shared/data); "
+                        "generated data of the same shape is used when it is missing")
+    return p
+
+
+def setup(args: argparse.Namespace) -> str:
+    """Apply --threads and resolve --device; returns the device string."""
+    import torch
+
+    if args.smoke and args.threads is None:
+        # On a busy machine, OpenMP threads that wait for each other make tiny ops 10x slower;
+        # a smoke run only has to finish quickly.
+        args.threads = 1
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def resolve_device(spec: str) -> str:
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"benchmarks: --device {spec} but this machine has no CUDA device")
+    return spec
+
+
+def child_env(args: argparse.Namespace) -> dict:
+    """Environment for subprocesses: same thread count as this process when --threads is given."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    return env
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line(device: str) -> str:
+    import torch
+
+    fields = {
+        "cpu": f'"{cpu_model()}"',
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__.split("+")[0],
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        fields["gpu"] = f'"{torch.cuda.get_device_name(torch.device(device))}"'
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    fields["load1"] = f"{load:.2f}"  # other jobs on the machine make every number below noisier
+    return "machine " + " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if isinstance(value, int):
+        return str(value)
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def emit(name: str, device: str, values: dict) -> None:
+    """Print the machine line and the one result line."""
+    print(machine_line(device), flush=True)
+    print(name + " " + " ".join(f"{k}={fmt(v)}" for k, v in values.items()), flush=True)
+
+
+def note(message: str) -> None:
+    print(f"[{Path(sys.argv[0]).stem}] {message}", file=sys.stderr, flush=True)
+
+
+def spread(prefix: str, values: Sequence[float]) -> dict:
+    """prefix=median, prefix_min=..., prefix_max=... of repeated measurements."""
+    return {prefix: statistics.median(values), f"{prefix}_min": min(values), f"{prefix}_max": max(values)}
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def find_mnist_root(explicit: str | None) -> Path | None:
+    """A folder holding the real MNIST test split, or None."""
+    candidates = [Path(explicit).expanduser()] if explicit else list(SHARED_DATA_CANDIDATES)
+    for root in candidates:
+        if (root / MNIST_TEST).is_file():
+            return root
+    if explicit:
+        note(f"--data-root {explicit} has no {MNIST_TEST}; using generated data")
+    return None
+
+
+def fake_digits(n: int, seed: int = 0) -> np.ndarray:
+    """n uint8 28x28 images, MNIST-like in their statistics: mostly zero background, bright strokes."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    x[rng.integers(0, 5, size=(n, 28, 28), dtype=np.uint8) != 0] = 0  # ~80% of MNIST pixels are 0
+    return x
+
+
+def write_mnist_idx(root: Path, split: str, images: np.ndarray) -> Path:
+    """Write N x 28 x 28 uint8 images in MNIST's IDX format (gzip) where torchvision keeps them."""
+    name = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}[split]
+    path = root / "MNIST" / "raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n, rows, cols = images.shape
+    header = np.array([2051, n, rows, cols], dtype=">i4").tobytes()  # magic, count, rows, cols
+    with gzip.open(path, "wb", compresslevel=1) as f:  # level 1: 60k images compress in ~1 s
+        f.write(header)
+        f.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    return path
+
+
+def read_mnist_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic, n, rows, cols = np.frombuffer(raw[:16], dtype=">i4")
+    assert magic == 2051, f"{path}: not an IDX image file"
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def mnist_test_root(explicit: str | None, tmp: Path, n: int = 10_000) -> tuple[Path, bool]:
+    """(root with MNIST/raw/t10k-images-idx3-ubyte.gz, whether it is the real data)."""
+    root = find_mnist_root(explicit)
+    if root is not None:
+        return root, True
+    note(f"real MNIST test split not found; generating {n} images of the same shape")
+    generated = tmp / "mnist_data"
+    write_mnist_idx(generated, "test", fake_digits(n))
+    return generated, False
+
+
+def write_svhn_mat(root: Path, split: str, n: int, seed: int = 0) -> Path:
+    """A .mat in SVHN's real format: X uint8 32x32x3xN, y uint8 Nx1 in 1..10 (10 means digit 0)."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+    y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)
+    folder = root / "SVHN"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{split}_32x32.mat"
+    scipy.io.savemat(str(path), {"X": X, "y": y})
+    return path
+
+
+# --- ganctl -----------------------------------------------------------------------------------
+
+def ganctl_command() -> list[str]:
+    """The installed console script beside this interpreter, else `python -m ganctl`."""
+    script = Path(sys.executable).with_name("ganctl")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    found = shutil.which("ganctl")
+    return [found] if found else [sys.executable, "-m", "ganctl"]
+
+
+def timed_run(cmd: Sequence[str], env: dict | None = None, timeout: float = 600,
+              cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of one subprocess; exits with its stderr if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"benchmarks: {' '.join(cmd)} failed with exit status {proc.returncode}:\n"
+                 f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    return wall, proc
+
+
+def train_overrides(experiment: str, steps: int, log_every: int, device: str,
+                    extra: Iterable[str] = ()) -> list[str]:
+    """Overrides for a timed ganctl run: no progress bar; samples and a checkpoint only at the end."""
+    return [f"+experiment={experiment}", f"trainer.steps={steps}", f"trainer.log_every={log_every}",
+            "trainer.progress=false", f"trainer.device={device}", f"trainer.sample_every={steps}",
+            f"trainer.ckpt_every={steps}", *extra]
+
+
+def steady_rate(metrics_csv: Path) -> float:
+    """steps/s between the first and the last metrics.csv row: the first log interval is warm-up.
+
+    Each row's `time` is seconds since the loop started, taken right after that row's logging
+    work; sample grids and checkpoints at the last step are written after its row, so they are
+    outside the window. What is inside is everything the loop does per step, logging included.
+    """
+    import csv
+
+    with open(metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    if len(rows) < 2:
+        raise RuntimeError(f"{metrics_csv}: need at least 2 rows (warm-up + measured), got {len(rows)}")
+    first, last = rows[0], rows[-1]
+    return (int(last["step"]) - int(first["step"])) / (float(last["time"]) - float(first["time"]))

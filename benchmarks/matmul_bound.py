@@ -1,0 +1,178 @@
+"""Compute bound of one mnist_bce step: its matmul FLOPs, this machine's rate on those exact shapes.
+
+Convention: a multiply-add is 2 FLOPs; only the matrix products of the Linear layers count (bias
+adds, activations, losses and the Adam update are elementwise: they cost memory traffic and op
+overhead, not FLOPs worth counting). A Linear layer with `i` inputs and `o` outputs on a batch of
+B rows costs 2*B*i*o forward, and as much again for each gradient backward computes: the input
+gradient dX = dY @ W (skipped by autograd where X needs no gradient: the data and the latents) and
+the weight gradient dW = dY^T @ X.
+
+One step of setup 001 (B = 64; G 64-256-256-784, D 784-256-256-1):
+  D phase: G forward without grad on a fresh z; D forward on the real and the fake batch; backward
+           through D for both: weight gradients of every layer, input gradients of layers 2 and 3.
+  G phase: G forward on a fresh z; D forward; backward through D (input AND weight gradients:
+           D's parameters require grad, so autograd computes them even though opt_g ignores them)
+           and through G (weight gradients; input gradients of layers 2 and 3).
+
+One result line, `matmul_bound key=value ...`:
+  mflop_step        analytic matmul MFLOP per step (10**6)
+  mflop_counted     the same counted by torch.utils.flop_counter.FlopCounterMode on one real step
+                    of ganctl's models and loss (nan if the counter is unavailable)
+  matmuls_step      matrix products per step
+  mm_ms_step        summed time of those products, each timed alone with torch.mm on its shape
+  gflops_shapes     mflop_step / mm_ms_step: this machine's rate on these small shapes
+  bound_steps_per_s 1000 / mm_ms_step: no step can be faster than its matmuls
+  gflops_square     rate of one 1024x1024x1024 product, the best case for this BLAS
+  gflops_shapes_1t, bound_steps_per_s_1t   the same with one thread (CPU only)
+Each shape is timed in 7 rounds of 200 calls after a warm-up, and the fastest round counts.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import common
+
+BATCH = 64
+G_LAYERS = [(64, 256), (256, 256), (256, 784)]
+D_LAYERS = [(784, 256), (256, 256), (256, 1)]
+
+
+def step_matmuls(batch: int = BATCH) -> list[tuple[str, int, int, int, int]]:
+    """(what, m, k, n, count) of every matrix product in one step; product (m,k) @ (k,n)."""
+    ops = []
+
+    def forward(net, layers, count):
+        for j, (i, o) in enumerate(layers):
+            ops.append((f"{net}{j + 1} fwd", batch, i, o, count))
+
+    def backward(net, layers, count, first_input_grad):
+        for j, (i, o) in enumerate(layers):
+            ops.append((f"{net}{j + 1} dW", o, batch, i, count))  # dY^T @ X
+            if j > 0 or first_input_grad:
+                ops.append((f"{net}{j + 1} dX", batch, o, i, count))  # dY @ W
+
+    # D phase
+    forward("G", G_LAYERS, 1)  # fake = G(z) under no_grad
+    forward("D", D_LAYERS, 2)  # D(real), D(fake)
+    backward("D", D_LAYERS, 2, first_input_grad=False)  # neither input needs a gradient
+    # G phase
+    forward("G", G_LAYERS, 1)
+    forward("D", D_LAYERS, 1)
+    backward("D", D_LAYERS, 1, first_input_grad=True)  # the gradient flows on into G
+    backward("G", G_LAYERS, 1, first_input_grad=False)  # z needs no gradient
+    return ops
+
+
+def merged(ops):
+    """Same (m, k, n) and layout merged, counts added."""
+    out: dict[tuple, int] = {}
+    for what, m, k, n, count in ops:
+        key = (what.split()[-1], m, k, n)
+        out[key] = out.get(key, 0) + count
+    return out
+
+
+def operands(kind: str, m: int, k: int, n: int, device: str):
+    """Operands with the memory layout autograd uses for that product of a Linear layer."""
+    import torch
+
+    if kind == "fwd":  # X @ W^T, W stored (n, k)
+        return torch.randn(m, k, device=device), torch.randn(n, k, device=device).t()
+    if kind == "dX":  # dY @ W, W stored (k, n) = (out, in)
+        return torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    return torch.randn(k, m, device=device).t(), torch.randn(k, n, device=device)  # dY^T @ X
+
+
+def time_mm(a, b, calls: int, rounds: int, device: str) -> float:
+    """Fastest over `rounds` of the mean seconds per torch.mm(a, b) in a loop of `calls`.
+
+    The fastest, not the median: other jobs only ever slow a round down, and a bound should be
+    what the machine can do, so noise makes it too high rather than too low.
+    """
+    import torch
+
+    for _ in range(max(3, calls // 10)):
+        torch.mm(a, b)
+    per_call = []
+    for _ in range(rounds):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        per_call.append((time.perf_counter() - start) / calls)
+    return min(per_call)
+
+
+def step_time(device: str, calls: int, rounds: int) -> float:
+    """Seconds of one step's products, each shape timed alone and weighted by its count."""
+    total = 0.0
+    for (kind, m, k, n), count in merged(step_matmuls()).items():
+        total += count * time_mm(*operands(kind, m, k, n, device), calls, rounds, device)
+    return total
+
+
+def counted_flops(device: str) -> float:
+    """FLOPs of one real ganctl mnist_bce step (its models and loss), counted by PyTorch."""
+    import torch
+
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return float("nan")
+    from ganctl.cli import compose_run_config
+    from ganctl.losses import build_loss
+    from ganctl.models import build_models, sample_latent
+
+    cfg = compose_run_config(["+experiment=mnist_bce"])
+    G, D = build_models(cfg.model, (1, 28, 28))
+    G.to(device)
+    D.to(device)
+    loss = build_loss(cfg.loss)
+    real = torch.rand(BATCH, 1, 28, 28, device=device) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            fake = G(sample_latent(BATCH, cfg.model, device))
+        d_loss, _ = loss.d_phase(D, real, fake)
+        d_loss.backward()
+        g_loss = loss.g_phase(D, G(sample_latent(BATCH, cfg.model, device)))
+        g_loss.backward()
+    return float(counter.get_total_flops())
+
+
+def main() -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    device = common.setup(args)
+    import torch
+
+    calls, rounds = (5, 2) if args.smoke else (200, 7)
+    ops = step_matmuls()
+    flops = sum(2 * m * k * n * count for _, m, k, n, count in ops)
+    seconds = step_time(device, calls, rounds)
+    threads = torch.get_num_threads()
+    seconds_1t = float("nan")
+    if device == "cpu":
+        torch.set_num_threads(1)
+        seconds_1t = seconds if threads == 1 else step_time(device, calls, rounds)
+        torch.set_num_threads(threads)
+    size = 256 if args.smoke else 1024
+    square = time_mm(torch.randn(size, size, device=device), torch.randn(size, size, device=device),
+                     2 if args.smoke else 10, 3, device)
+    counted = counted_flops(device)
+    if counted == counted and counted != flops:
+        common.note(f"FlopCounterMode counted {counted:.0f} FLOPs, the analytic count is {flops}")
+    common.note(f"{sum(c for *_, c in ops)} products per step; "
+                f"{len(merged(ops))} distinct shapes timed")
+    common.emit("matmul_bound", device, {
+        "mflop_step": flops / 1e6, "mflop_counted": counted / 1e6, "matmuls_step": sum(c for *_, c in ops),
+        "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
+        "gflops_square": 2 * size ** 3 / square / 1e9,
+        "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Run every benchmark script, each in its own process, and print their lines plus a summary line.
+
+    python benchmarks/run_all.py [--smoke] [--device D] [--threads N] [--data-root DIR] [--only NAME ...]
+
+Options other than --only are forwarded to every script. The summary line relates the scripts'
+numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, and its ratio to the
+reference loop. Exit status 1 if any script failed (the others still run).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["train_speed", "matmul_bound", "sample_speed", "memory", "startup"]
+
+
+def parse_line(line: str) -> tuple[str, dict[str, float]]:
+    name, *pairs = shlex.split(line)
+    values = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            pass
+    return name, values
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", choices=SCRIPTS, default=SCRIPTS, help="run these scripts only")
+    args, forwarded = p.parse_known_args()
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        # Measured here: with one other busy process on 2 cores, 2 OpenMP threads that spin while
+        # they wait for each other made every training loop ~30x slower than 1 thread.
+        print(f"[run_all] warning: load average {load:.1f} on {cores} cores; numbers will be noisy, and "
+              "with several threads they can collapse (OpenMP spin-waiting): consider --threads 1",
+              file=sys.stderr, flush=True)
+    results: dict[str, dict[str, float]] = {}
+    failed = []
+    for name in [s for s in SCRIPTS if s in args.only]:
+        start = time.perf_counter()
+        print(f"[run_all] {name}", file=sys.stderr, flush=True)
+        # Output is relayed as it comes; stderr (progress, notes) passes straight through.
+        proc = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *forwarded],
+                                stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            key, values = parse_line(line)
+            if key == name:
+                results[name] = values
+        if proc.wait() != 0 or name not in results:
+            failed.append(name)
+        print(f"[run_all] {name}: exit {proc.returncode} after {time.perf_counter() - start:.1f} s",
+              file=sys.stderr, flush=True)
+    summary = {}
+    speed, bound = results.get("train_speed", {}), results.get("matmul_bound", {})
+    if "bce_ganctl" in speed and "bound_steps_per_s" in bound:
+        summary["bce_fraction_of_bound"] = speed["bce_ganctl"] / bound["bound_steps_per_s"]
+        summary["resident_fraction_of_bound"] = speed["bce_resident"] / bound["bound_steps_per_s"]
+    if "ratio" in speed:
+        summary["bce_ratio_to_reference"] = speed["ratio"]
+    if summary:
+        print("summary " + " ".join(f"{k}={v:.3g}" for k, v in summary.items()), flush=True)
+    if failed:
+        print(f"[run_all] failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

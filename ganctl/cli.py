@@ -20,7 +20,7 @@ commands:
 `ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others.
 """
 
-GROUPS = ("dataset", "model", "loss", "optim", "trainer", "experiment")
+GROUPS = ("dataset", "model", "loss", "optim", "trainer", "experiment", "hparams_search")
 
 
 def conf_dir() -> Path:
@@ -204,6 +204,11 @@ def _train_task(cfg) -> float | None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if "optuna" in str(hc.sweeper.get("_target_", "")).lower() and cfg.trainer.eval_every is None:
+        # Every trial would return nothing to minimise: stop the whole study before its first step.
+        fail(ConfigError("hydra/sweeper=optuna minimises the evaluation metric, but trainer.eval_every=null; "
+                         "accepted: trainer.eval_every=K (a multiple of trainer.log_every), as "
+                         "conf/hparams_search/*.yaml set it"))
     try:
         target = _resume_target(hc.overrides.task)
         if target == "auto":  # a requeued cluster job: continue this job folder's run if it has one
@@ -222,10 +227,14 @@ def _train_task(cfg) -> float | None:
         # One bad job of a sweep is reported in its folder, and the sweep goes on.
         (run_dir / "error.txt").write_text(str(err) + "\n")
         print(f"ganctl: error: job {hc.job.num} ({' '.join(hc.overrides.task)}): {err}", file=sys.stderr)
-        return None
-    print(f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s; outputs in {run_dir}:"
+        # NaN: Optuna records the trial as failed and samples on; the basic sweeper ignores it.
+        return float("nan")
+    metric = summary.get("metric")
+    scored = f"; {metric} {summary['metric_value']:.4g}" if summary.get("metric_value") is not None else ""
+    print(f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s{scored}; outputs in {run_dir}:"
           " metrics.csv, samples/, checkpoints/last.pt")
-    return summary.get("d_loss")
+    # What a sweeper minimises (hydra/sweeper=optuna): the final evaluation metric, FD or W1.
+    return summary.get("metric_value")
 
 
 def train_main(args: list[str]) -> None:

@@ -445,6 +445,9 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         "g_loss": row.get("g_loss"),
         "steps_per_s": round((step - (resume or {}).get("step", 0)) / (time.perf_counter() - start), 2),
         "last_checkpoint": str(ckpt_dir / "last.pt"),
+        # The last evaluation (trainer.eval_every also fires at the final step): what sweepers minimise.
+        "metric": metric_name,
+        "metric_value": row.get(metric_name) if metric_name else None,
     }
 
 

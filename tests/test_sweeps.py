@@ -1,6 +1,8 @@
 """Sweeps: every job in its folder, a summary that lists failures, and `ganctl report`."""
 import csv
 
+import pytest
+
 from PIL import Image
 
 from conftest import run_cli
@@ -77,3 +79,36 @@ def test_resume_auto_continues_the_folder(tmp_path):
     assert again.returncode == 0, again.stderr
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert [r["step"] for r in rows] == ["2", "4"]
+
+
+def test_optuna_study_minimises_the_returned_evaluation_metric(tmp_path):
+    """hparams_search=gaussian1d_optuna: each trial returns its final W1; Optuna's best is the smallest."""
+    import yaml
+
+    sweep = tmp_path / "study"
+    proc = run_cli("train", "-m", "hparams_search=gaussian1d_optuna", "hydra.sweeper.n_trials=3",
+                   "optim.lr=tag(log, interval(1e-3, 0.3))", "trainer.steps=40", "trainer.log_every=20",
+                   "trainer.eval_every=20", "trainer.eval_samples=500", "trainer.d_steps=2", "trainer.g_steps=2",
+                   "trainer.progress=false", "dataset.samples_per_epoch=5000", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert len(rows) == 3 and all(r["status"] == "ok" and r["metric"] == "w1" for r in rows)
+    # Each trial's value is the W1 of its own last metrics.csv row, and the study picked the smallest.
+    finals = {}
+    for job in ("0", "1", "2"):
+        last = list(csv.DictReader(open(sweep / job / "metrics.csv")))[-1]
+        assert last["step"] == "40"
+        finals[job] = float(last["w1"])
+    assert len({round(v, 6) for v in finals.values()}) == 3  # the sampled learning rates made a difference
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == pytest.approx(min(finals.values()), rel=1e-6)
+    assert 1e-3 <= result["best_params"]["optim.lr"] <= 0.3
+    assert rows[0]["job"] == min(finals, key=finals.get)  # summary sorted by the metric, best first
+
+
+def test_optuna_without_evaluation_stops_with_one_line(tmp_path):
+    proc = run_cli("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "trainer.steps=4",
+                   f"hydra.sweep.dir={tmp_path / 'study'}")
+    assert proc.returncode == 2
+    assert "trainer.eval_every=null" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "study").glob("*/checkpoints"))

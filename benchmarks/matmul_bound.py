@@ -7,15 +7,19 @@ B rows costs 2*B*i*o forward, and as much again for each gradient backward compu
 gradient dX = dY @ W (skipped by autograd where X needs no gradient: the data and the latents) and
 the weight gradient dW = dY^T @ X.
 
-One step of setup 001 (B = 64; G 64-256-256-784, D 784-256-256-1):
-  D phase: G forward without grad on a fresh z; D forward on the real and the fake batch; backward
-           through D for both: weight gradients of every layer, input gradients of layers 2 and 3.
-  G phase: G forward on a fresh z; D forward; backward through D (input AND weight gradients:
-           D's parameters require grad, so autograd computes them even though opt_g ignores them)
-           and through G (weight gradients; input gradients of layers 2 and 3).
+One step of setup 001 (B = 64; G 64-256-256-784, D 784-256-256-1), as ganctl's loop runs it:
+  D phase: G forward without grad on a fresh z; one D forward on the real and the fake batch
+           stacked (2B rows: D has no batch statistics); backward through D: weight gradients of
+           every layer, input gradients of layers 2 and 3.
+  G phase: G forward on a fresh z; D forward; backward into G's parameters only: D's input
+           gradients (the path to G), no D weight gradients (backward(inputs=G's parameters)
+           prunes them); G's weight gradients and input gradients of layers 2 and 3.
+The tutorial loop does more math for the same step: it runs D twice on B rows (the same FLOPs)
+and computes D's weight gradients in the G phase too (`reference_mflop` below).
 
 One result line, `matmul_bound key=value ...`:
   mflop_step        analytic matmul MFLOP per step (10**6)
+  reference_mflop   the tutorial loop's matmul MFLOP per step (D's weight gradients in the G phase)
   mflop_counted     the same counted by torch.utils.flop_counter.FlopCounterMode on one real step
                     of ganctl's models and loss (nan if the counter is unavailable)
   matmuls_step      matrix products per step
@@ -38,29 +42,30 @@ G_LAYERS = [(64, 256), (256, 256), (256, 784)]
 D_LAYERS = [(784, 256), (256, 256), (256, 1)]
 
 
-def step_matmuls(batch: int = BATCH) -> list[tuple[str, int, int, int, int]]:
+def step_matmuls(batch: int = BATCH, d_weight_grads_in_g_phase: bool = False) -> list[tuple[str, int, int, int, int]]:
     """(what, m, k, n, count) of every matrix product in one step; product (m,k) @ (k,n)."""
     ops = []
 
-    def forward(net, layers, count):
+    def forward(net, layers, rows):
         for j, (i, o) in enumerate(layers):
-            ops.append((f"{net}{j + 1} fwd", batch, i, o, count))
+            ops.append((f"{net}{j + 1} fwd", rows, i, o, 1))
 
-    def backward(net, layers, count, first_input_grad):
+    def backward(net, layers, rows, first_input_grad, weight_grads=True):
         for j, (i, o) in enumerate(layers):
-            ops.append((f"{net}{j + 1} dW", o, batch, i, count))  # dY^T @ X
+            if weight_grads:
+                ops.append((f"{net}{j + 1} dW", o, rows, i, 1))  # dY^T @ X
             if j > 0 or first_input_grad:
-                ops.append((f"{net}{j + 1} dX", batch, o, i, count))  # dY @ W
+                ops.append((f"{net}{j + 1} dX", rows, o, i, 1))  # dY @ W
 
     # D phase
-    forward("G", G_LAYERS, 1)  # fake = G(z) under no_grad
-    forward("D", D_LAYERS, 2)  # D(real), D(fake)
-    backward("D", D_LAYERS, 2, first_input_grad=False)  # neither input needs a gradient
+    forward("G", G_LAYERS, batch)  # fake = G(z) under no_grad
+    forward("D", D_LAYERS, 2 * batch)  # D(cat(real, fake))
+    backward("D", D_LAYERS, 2 * batch, first_input_grad=False)  # neither input needs a gradient
     # G phase
-    forward("G", G_LAYERS, 1)
-    forward("D", D_LAYERS, 1)
-    backward("D", D_LAYERS, 1, first_input_grad=True)  # the gradient flows on into G
-    backward("G", G_LAYERS, 1, first_input_grad=False)  # z needs no gradient
+    forward("G", G_LAYERS, batch)
+    forward("D", D_LAYERS, batch)
+    backward("D", D_LAYERS, batch, first_input_grad=True, weight_grads=d_weight_grads_in_g_phase)
+    backward("G", G_LAYERS, batch, first_input_grad=False)  # z needs no gradient
     return ops
 
 
@@ -136,10 +141,10 @@ def counted_flops(device: str) -> float:
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():
             fake = G(sample_latent(BATCH, cfg.model, device))
-        d_loss, _ = loss.d_phase(D, real, fake)
+        d_loss, _ = loss.d_phase(D, real, fake, joint=True)
         d_loss.backward()
         g_loss = loss.g_phase(D, G(sample_latent(BATCH, cfg.model, device)))
-        g_loss.backward()
+        g_loss.backward(inputs=list(G.parameters()))
     return float(counter.get_total_flops())
 
 
@@ -151,6 +156,7 @@ def main() -> None:
     calls, rounds = (5, 2) if args.smoke else (200, 7)
     ops = step_matmuls()
     flops = sum(2 * m * k * n * count for _, m, k, n, count in ops)
+    reference = sum(2 * m * k * n * count for _, m, k, n, count in step_matmuls(d_weight_grads_in_g_phase=True))
     seconds = step_time(device, calls, rounds)
     threads = torch.get_num_threads()
     seconds_1t = float("nan")
@@ -167,7 +173,7 @@ def main() -> None:
     common.note(f"{sum(c for *_, c in ops)} products per step; "
                 f"{len(merged(ops))} distinct shapes timed")
     common.emit("matmul_bound", device, {
-        "mflop_step": flops / 1e6, "mflop_counted": counted / 1e6, "matmuls_step": sum(c for *_, c in ops),
+        "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6, "matmuls_step": sum(c for *_, c in ops),
         "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
         "gflops_square": 2 * size ** 3 / square / 1e9,
         "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,

@@ -30,8 +30,13 @@ class GANLoss:
     def penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    def d_phase(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's loss on a real batch and a detached fake batch, and [loss, D(x), D(G(z)), extra] for logging."""
+    def d_phase(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss on a real batch and a detached fake batch, and [loss, D(x), D(G(z)), extra] for logging.
+
+        joint=True scores both batches in one forward pass, which is the same function for a D
+        without batch statistics and, at these sizes, faster: half the launches, wider matmuls.
+        """
         if self.cfg.d_batch == "shuffled":
             # Setup 004: real and fake in one randomly permuted batch, one mean BCE over both
             # halves, i.e. half the sum of the two means.
@@ -40,6 +45,9 @@ class GANLoss:
             scores = D(x[perm])[torch.argsort(perm)]
             s_real, s_fake = scores[: real.shape[0]], scores[real.shape[0] :]
             loss = 0.5 * self.d_objective(s_real, s_fake)
+        elif joint:
+            s_real, s_fake = D(torch.cat([real, fake])).split([real.shape[0], fake.shape[0]])
+            loss = self.d_objective(s_real, s_fake)
         else:
             s_real, s_fake = D(real), D(fake)
             loss = self.d_objective(s_real, s_fake)

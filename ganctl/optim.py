@@ -20,8 +20,11 @@ def resolved(cfg: OptimConfig, which: str) -> dict:
 
 def _impl_flags(impl: str, name: str, device: torch.device) -> dict:
     if impl == "auto":
-        # fused kernels exist for Adam/SGD on CUDA; elsewhere the multi-tensor path is fastest.
-        impl = "fused" if device.type == "cuda" and name in ("adam", "sgd") else "foreach"
+        # Fused Adam/SGD kernels exist for CUDA and CPU and make one pass over each tensor. On
+        # CPU, foreach is a loop of per-tensor ops (~8 memory passes): measured here, an Adam step
+        # over setup 001's G took 1.04 ms with foreach and 0.37 ms fused.
+        fusable = device.type in ("cuda", "cpu") and name in ("adam", "sgd")
+        impl = "fused" if fusable else "foreach"
     if impl == "fused":
         return {"fused": True}
     return {"foreach": impl == "foreach"}

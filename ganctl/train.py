@@ -20,7 +20,7 @@ from ganctl.data import BatchSampler, dataset_size, load_dataset
 from ganctl.ema import EMA
 from ganctl.errors import CheckpointError, ConfigError, DataError, Diverged, Interrupted
 from ganctl.losses import build_loss
-from ganctl.models import build_models, sample_latent
+from ganctl.models import build_models, rows_independent, sample_latent
 from ganctl.optim import build_optimizer
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
@@ -247,8 +247,15 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
 
         ids = [device.index] if device.type == "cuda" else None
         G_fast, D_fast = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
+    # The G phase needs D's function, not its weight gradients: it calls D outside DDP (nothing of
+    # D's to all-reduce) and backpropagates into G's parameters only, which skips D's dW matmuls.
+    D_plain = D
     if t.compile:
         G_fast, D_fast = torch.compile(G_fast, mode=t.compile_mode), torch.compile(D_fast, mode=t.compile_mode)
+        D_plain = D_fast if rank.world == 1 else torch.compile(D, mode=t.compile_mode)
+    g_params = list(G.parameters())
+    # Batch statistics would mix real and fake rows; everything else scores both in one pass.
+    joint_d = rows_independent(D)
     autocast, scaler_d, scaler_g = mixed_precision(t.precision, device)
     loss = build_loss(cfg.loss)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
@@ -346,7 +353,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 with torch.no_grad(), autocast():
                     fake = G_fast(sample_latent(batch, cfg.model, device))
                 with autocast():
-                    d_loss, d_stats = loss.d_phase(D_fast, real, fake)
+                    d_loss, d_stats = loss.d_phase(D_fast, real, fake, joint=joint_d)
                 opt_d.zero_grad(set_to_none=True)
                 scaler_d.scale(d_loss).backward()
                 # A host sync (and an all-reduce over replicas), only in skip mode.
@@ -358,9 +365,9 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
                 with autocast():
-                    g_loss = loss.g_phase(D_fast, G_fast(sample_latent(batch, cfg.model, device)))
+                    g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
                 opt_g.zero_grad(set_to_none=True)
-                scaler_g.scale(g_loss).backward()
+                scaler_g.scale(g_loss).backward(inputs=g_params)
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):
                     skip = True
                     continue

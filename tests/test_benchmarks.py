@@ -19,7 +19,7 @@ REQUIRED = {
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
     "startup": ["help_s", "train_help_s", "first_step_s", "to_loop_s", "train_wall_s"],
-    "matmul_bound": ["mflop_step", "matmuls_step", "mm_ms_step", "gflops_shapes", "bound_steps_per_s",
+    "matmul_bound": ["mflop_step", "reference_mflop", "matmuls_step", "mm_ms_step", "gflops_shapes", "bound_steps_per_s",
                      "gflops_square"],
 }
 
@@ -69,11 +69,17 @@ def test_run_all_forwards_smoke_and_relays_lines():
     proc = run_script(str(BENCH / "run_all.py"), "--smoke", "--device", "cpu", "--only", "matmul_bound")
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = check_result(proc.stdout, "matmul_bound")
-    # 64 rows; G 64-256-256-784, D 784-256-256-1: 4 G forwards' worth minus G's first input
-    # gradient, 9 D forwards' worth minus twice D's first input gradient (see matmul_bound.py).
+    # Batch 64; G 64-256-256-784, D 784-256-256-1. D sees 128 stacked rows in the D phase, so its
+    # FLOPs equal two 64-row passes. Forward-equivalents: G 4 (one no-grad forward, one forward,
+    # two gradients) minus G's first input gradient; D 8 (2 forwards, 2 weight- and 2 input-gradient
+    # passes in the D phase; a forward and input gradients in the G phase) minus D's first input
+    # gradient twice (the D phase's inputs need none). The G phase computes no D weight gradients.
     g_fwd = 2 * 64 * (64 * 256 + 256 * 256 + 256 * 784)
     d_fwd = 2 * 64 * (784 * 256 + 256 * 256 + 256 * 1)
-    expected = 4 * g_fwd - 2 * 64 * 64 * 256 + 9 * d_fwd - 2 * (2 * 64 * 784 * 256)
+    d_first_dx = 2 * 64 * 784 * 256
+    expected = 4 * g_fwd - 2 * 64 * 64 * 256 + 8 * d_fwd - 2 * d_first_dx
     assert values["mflop_step"] == pytest.approx(expected / 1e6, abs=0.05)
     assert values["mflop_counted"] == pytest.approx(values["mflop_step"], abs=0.05)
-    assert values["matmuls_step"] == 36
+    assert values["reference_mflop"] == pytest.approx((expected + d_fwd) / 1e6, abs=0.05)
+    # D phase: G 3 + D 3 forward, D 3 dW + 2 dX; G phase: G 3 + D 3 forward, D 3 dX, G 3 dW + 2 dX.
+    assert values["matmuls_step"] == 25

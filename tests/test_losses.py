@@ -7,6 +7,7 @@ from torch import nn
 
 from ganctl.config import LossConfig
 from ganctl.losses import LOSSES, build_loss
+from conftest import compose
 
 LN2 = math.log(2.0)
 
@@ -98,3 +99,26 @@ def test_shuffled_batch_is_half_the_separate_sum():
     assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
     # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
     assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)
+
+
+def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
+    """The loop scores real and fake in one D forward only for a D that treats rows independently."""
+    from ganctl.models import build_models, rows_independent
+
+    cfg = compose("+experiment=mnist_bce")
+    torch.manual_seed(0)
+    _, D = build_models(cfg.model, (1, 28, 28))
+    assert rows_independent(D)
+    real, fake = torch.rand(16, 1, 28, 28) * 2 - 1, torch.rand(16, 1, 28, 28) * 2 - 1
+    loss = build_loss(cfg.loss)
+    (l_two, s_two), (l_one, s_one) = loss.d_phase(D, real, fake), loss.d_phase(D, real, fake, joint=True)
+    torch.testing.assert_close(l_one, l_two)
+    torch.testing.assert_close(s_one, s_two)
+    g1 = torch.autograd.grad(l_one, list(D.parameters()))
+    g2 = torch.autograd.grad(l_two, list(D.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    # Batch norm (DCGAN with d_norm=batch) and setup 002's batch moments mix the rows.
+    assert not rows_independent(build_models(compose("+experiment=gaussian1d").model, (1,))[1])
+    dcgan = compose("+experiment=svhn_wgan_gp", "model.d_norm=batch").model
+    assert not rows_independent(build_models(dcgan, (3, 32, 32))[1])

@@ -71,3 +71,13 @@ MODELS: dict[str, Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.M
     "mlp": mlp.build,
     "dcgan": dcgan.build,
 }
+
+
+def rows_independent(D: nn.Module) -> bool:
+    """Whether D scores each row on its own, so that D(cat(a, b)) == cat(D(a), D(b)).
+
+    Batch norm in training mode and setup 002's batch-moment features both mix the rows; a
+    module says it does with a `mixes_rows = True` attribute.
+    """
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "mixes_rows", False)
+                   for m in D.modules())

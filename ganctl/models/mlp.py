@@ -37,6 +37,8 @@ class Generator(nn.Module):
 class BatchMoments(nn.Module):
     """Setup 002's D input: the whole batch becomes one row (mean, std, skewness, excess kurtosis)."""
 
+    mixes_rows = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Few, fused ops: this runs 40 times per step of setup 002, whose cost is op overhead.
         var, mean = torch.var_mean(x.flatten(), correction=0)

@@ -23,10 +23,13 @@ One result line, `matmul_bound key=value ...`:
   mflop_counted     the same counted by torch.utils.flop_counter.FlopCounterMode on one real step
                     of ganctl's models and loss (nan if the counter is unavailable)
   matmuls_step      matrix products per step
-  mm_ms_step        summed time of those products, each timed alone with torch.mm on its shape
+  mm_ms_step        summed time of those products, each timed alone on its shape with the faster
+                    of the kernels tried (torch.mm's BLAS; on CPU also oneDNN, which ganctl's
+                    Linear layers use: see ganctl/models/linear.py)
+  mm_ms_step_blas, mm_ms_step_onednn   the same sum with one kernel throughout
   gflops_shapes     mflop_step / mm_ms_step: this machine's rate on these small shapes
   bound_steps_per_s 1000 / mm_ms_step: no step can be faster than its matmuls
-  gflops_square     rate of one 1024x1024x1024 product, the best case for this BLAS
+  gflops_square     rate of one 1024x1024x1024 product, the best case (and _blas, _onednn per kernel)
   gflops_shapes_1t, bound_steps_per_s_1t   the same with one thread (CPU only)
 Each shape is timed in 7 rounds of 200 calls after a warm-up, and the fastest round counts.
 """
@@ -89,35 +92,56 @@ def operands(kind: str, m: int, k: int, n: int, device: str):
     return torch.randn(k, m, device=device).t(), torch.randn(k, n, device=device)  # dY^T @ X
 
 
-def time_mm(a, b, calls: int, rounds: int, device: str) -> float:
-    """Fastest over `rounds` of the mean seconds per torch.mm(a, b) in a loop of `calls`.
+def kernels(device: str) -> list[str]:
+    """The matmul kernels to try: the BLAS behind torch.mm, and on CPU oneDNN where PyTorch has it."""
+    from ganctl.models.linear import onednn_available
+
+    return ["blas", "onednn"] if device == "cpu" and onednn_available() else ["blas"]
+
+
+def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") -> float:
+    """Fastest over `rounds` of the mean seconds per product a @ b in a loop of `calls`.
 
     The fastest, not the median: other jobs only ever slow a round down, and a bound should be
     what the machine can do, so noise makes it too high rather than too low.
     """
     import torch
 
+    if kernel == "onednn":  # the call ganctl's Linear makes: x @ w.T with w = b.T
+        bt = b.t()
+
+        def product():
+            return torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
+    else:
+        def product():
+            return torch.mm(a, b)
+
     for _ in range(max(3, calls // 10)):
-        torch.mm(a, b)
+        product()
     per_call = []
     for _ in range(rounds):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(calls):
-            torch.mm(a, b)
+            product()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         per_call.append((time.perf_counter() - start) / calls)
     return min(per_call)
 
 
-def step_time(device: str, calls: int, rounds: int) -> float:
-    """Seconds of one step's products, each shape timed alone and weighted by its count."""
-    total = 0.0
+def step_time(device: str, calls: int, rounds: int) -> dict[str, float]:
+    """Seconds of one step's products, each shape timed alone and weighted by its count: per kernel,
+    and "best", the faster kernel for each shape (what a loop that picks per shape could reach)."""
+    totals = {name: 0.0 for name in [*kernels(device), "best"]}
     for (kind, m, k, n), count in merged(step_matmuls()).items():
-        total += count * time_mm(*operands(kind, m, k, n, device), calls, rounds, device)
-    return total
+        a, b = operands(kind, m, k, n, device)
+        times = {name: time_mm(a, b, calls, rounds, device, name) for name in kernels(device)}
+        for name, seconds in times.items():
+            totals[name] += count * seconds
+        totals["best"] += count * min(times.values())
+    return totals
 
 
 def counted_flops(device: str) -> float:
@@ -133,7 +157,8 @@ def counted_flops(device: str) -> float:
     from ganctl.models import build_models, sample_latent
 
     cfg = compose_run_config(["+experiment=mnist_bce"])
-    G, D = build_models(cfg.model, (1, 28, 28))
+    # The BLAS path: the counter knows aten.mm/addmm, not oneDNN's op; the FLOPs are the same.
+    G, D = build_models(cfg.model, (1, 28, 28), cpu_matmul="blas")
     G.to(device)
     D.to(device)
     loss = build_loss(cfg.loss)
@@ -157,28 +182,33 @@ def main() -> None:
     ops = step_matmuls()
     flops = sum(2 * m * k * n * count for _, m, k, n, count in ops)
     reference = sum(2 * m * k * n * count for _, m, k, n, count in step_matmuls(d_weight_grads_in_g_phase=True))
-    seconds = step_time(device, calls, rounds)
+    times = step_time(device, calls, rounds)
+    seconds = times["best"]
     threads = torch.get_num_threads()
     seconds_1t = float("nan")
     if device == "cpu":
         torch.set_num_threads(1)
-        seconds_1t = seconds if threads == 1 else step_time(device, calls, rounds)
+        seconds_1t = seconds if threads == 1 else step_time(device, calls, rounds)["best"]
         torch.set_num_threads(threads)
     size = 256 if args.smoke else 1024
-    square = time_mm(torch.randn(size, size, device=device), torch.randn(size, size, device=device),
-                     2 if args.smoke else 10, 3, device)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    square = {name: time_mm(a, b, 2 if args.smoke else 10, 3, device, name) for name in kernels(device)}
     counted = counted_flops(device)
     if counted == counted and counted != flops:
         common.note(f"FlopCounterMode counted {counted:.0f} FLOPs, the analytic count is {flops}")
     common.note(f"{sum(c for *_, c in ops)} products per step; "
-                f"{len(merged(ops))} distinct shapes timed")
-    common.emit("matmul_bound", device, {
-        "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6, "matmuls_step": sum(c for *_, c in ops),
+                f"{len(merged(ops))} distinct shapes timed with {', '.join(kernels(device))}")
+    values = {
+        "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6,
+        "matmuls_step": sum(c for *_, c in ops),
         "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
-        "gflops_square": 2 * size ** 3 / square / 1e9,
+        "gflops_square": 2 * size ** 3 / min(square.values()) / 1e9,
         "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,
-    })
-
+    }
+    for name in kernels(device):
+        values[f"mm_ms_step_{name}"] = times[name] * 1e3
+        values[f"gflops_square_{name}"] = 2 * size ** 3 / square[name] / 1e9
+    common.emit("matmul_bound", device, values)
 
 if __name__ == "__main__":
     sys.exit(main())

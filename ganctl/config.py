@@ -91,6 +91,7 @@ class TrainerConfig:
     compile: bool = False
     compile_mode: str = "default"
     precision: str = "fp32"
+    cpu_matmul: str = "auto"
     channels_last: bool = False
     ema: Optional[float] = None
     devices: int = 1
@@ -146,6 +147,7 @@ def _choices() -> dict[str, list[str]]:
     from ganctl.data import DATASETS, SPLITS
     from ganctl.losses import LOSSES
     from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
+    from ganctl.models.linear import CPU_MATMULS
     from ganctl.optim import IMPLS, OPTIMIZERS
 
     return {
@@ -168,6 +170,7 @@ def _choices() -> dict[str, list[str]]:
         "optim.impl": list(IMPLS),
         "trainer.on_nan": ["stop", "skip"],
         "trainer.precision": ["fp32", "bf16", "fp16"],
+        "trainer.cpu_matmul": list(CPU_MATMULS),
         "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],
         "trainer.eval_metric": ["auto", "fd", "w1"],
     }
@@ -270,6 +273,11 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.loss.d_batch == "shuffled" and cfg.loss.name not in ("bce", "minimax"):
         bad("loss.d_batch", "shuffled", "'shuffled' only with loss=bce or minimax, else 'separate'")
+    if t.cpu_matmul == "onednn":
+        from ganctl.models.linear import onednn_available
+
+        if not onednn_available():
+            bad("trainer.cpu_matmul", "onednn", "auto or blas (this PyTorch build has no oneDNN)")
 
     if problems:
         raise ConfigError(*problems)

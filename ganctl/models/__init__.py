@@ -54,18 +54,23 @@ def sample_latent(n: int, cfg: ModelConfig, device: torch.device | str) -> torch
     return torch.randn(n, cfg.z_dim, device=device)
 
 
-def build_models(cfg: ModelConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """Generator and discriminator of family `cfg.arch` for samples of `data_shape`."""
+def build_models(cfg: ModelConfig, data_shape: tuple[int, ...],
+                 cpu_matmul: str = "auto") -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator of family `cfg.arch` for samples of `data_shape`.
+
+    `cpu_matmul` picks the kernel of their Linear layers on CPU (see ganctl.models.linear).
+    """
     G, D = MODELS[cfg.arch](cfg, data_shape)
     init = INITS[cfg.init]
     if init is not None:
         G.apply(init)
         D.apply(init)
-    return G, D
+    return set_cpu_matmul(G, cpu_matmul), set_cpu_matmul(D, cpu_matmul)
 
 
 # Imported last: the families use the blocks above.
 from ganctl.models import dcgan, mlp  # noqa: E402
+from ganctl.models.linear import set_cpu_matmul  # noqa: E402
 
 MODELS: dict[str, Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp.build,

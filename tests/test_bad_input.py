@@ -53,6 +53,7 @@ TRAIN_CASES = [
     ("trainer.sample_every=0", "trainer.sample_every=0"), ("trainer.ckpt_every=-1", "trainer.ckpt_every"),
     ("trainer.num_samples=0", "trainer.num_samples=0"), ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.device=cuda:3", "trainer.device='cuda:3'"), ("trainer.on_nan=ignore", "trainer.on_nan"),
+    ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"),
     ("trainer.max_nan_skips=0", "trainer.max_nan_skips=0"), ("trainer.bogus=1", "trainer.bogus"),
     ("checkpoints.keep_last=0", "checkpoints.keep_last=0"), ("model=transformer", "model='transformer'"),
     ("dataset=celeba", "dataset='celeba'"), ("+experiment=nope", "experiment='nope'"),

@@ -31,8 +31,9 @@ class GANLoss:
         return None
 
     def d_phase(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's loss on a real batch and a detached fake batch, and [loss, D(x), D(G(z)), extra] for logging.
+                joint: bool = False) -> tuple[torch.Tensor, tuple]:
+        """D's loss on a real batch and a detached fake batch, and the raw material of its log row:
+        detached (loss, real scores, fake scores, penalty gradient norm), for `summarise`.
 
         joint=True scores both batches in one forward pass, which is the same function for a D
         without batch statistics and, at these sizes, faster: half the launches, wider matmuls.
@@ -57,8 +58,14 @@ class GANLoss:
             loss = loss + self.cfg.gp_weight * gp
         else:
             grad_norm = torch.zeros((), device=real.device)
-        stats = torch.stack([loss, self.report(s_real), self.report(s_fake), grad_norm]).detach()
-        return loss, stats
+        # Reduced only at log time (summarise): no per-step ops for logging.
+        return loss, (loss.detach(), s_real.detach(), s_fake.detach(), grad_norm.detach())
+
+    def summarise(self, raws: list[tuple]) -> torch.Tensor:
+        """[loss, D(x), D(G(z)), grad norm], each the mean over the D updates in `raws`."""
+        losses, reals, fakes, norms = zip(*raws)
+        return torch.stack([torch.stack(losses).mean(), self.report(torch.cat(reals)),
+                            self.report(torch.cat(fakes)), torch.stack(norms).mean()])
 
     def g_phase(self, D: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         return self.g_objective(D(fake))

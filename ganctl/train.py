@@ -255,6 +255,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         G_fast, D_fast = torch.compile(G_fast, mode=t.compile_mode), torch.compile(D_fast, mode=t.compile_mode)
         D_plain = D_fast if rank.world == 1 else torch.compile(D, mode=t.compile_mode)
     g_params = list(G.parameters())
+    d_params = [p for p in D.parameters() if p.requires_grad]
     # Batch statistics would mix real and fake rows; everything else scores both in one pass.
     joint_d = rows_independent(D)
     autocast, scaler_d, scaler_g = mixed_precision(t.precision, device)
@@ -335,11 +336,12 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         prune_checkpoints(ckpt_dir, cfg.checkpoints.keep_last)
         return path
 
-    # Logged scalars stay on the device and are read once per log_every: no per-step sync.
+    # Logged values stay on the device, unreduced, and are reduced and read once per log_every:
+    # no per-step sync and no per-step ops for logging.
     n_stats = 4
-    acc = torch.zeros(2 * n_stats, device=device)
+    pending: list[tuple] = []  # (D's raw stats, detached g_loss) of each step since the last row
     last_log_step, last_good_ckpt = step, (step if resume else None)
-    nan_skips = skips_in_row = accumulated = 0
+    nan_skips = skips_in_row = 0
     start = last_log_time = time.perf_counter()
     # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
     bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
@@ -365,8 +367,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 scaler_d.update()
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
-                with autocast():
-                    g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
+                # D's weights are constants in this phase. Recording no gradient for them skips their
+                # dW products even in custom autograd functions (oneDNN Linear), which cannot see
+                # backward's inputs= pruning.
+                for p in d_params:
+                    p.requires_grad_(False)
+                try:
+                    with autocast():
+                        g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
+                finally:
+                    for p in d_params:
+                        p.requires_grad_(True)
                 opt_g.zero_grad(set_to_none=True)
                 scaler_g.scale(g_loss).backward(inputs=g_params)
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):
@@ -384,15 +395,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                     raise Diverged(f"{skips_in_row} steps in a row had a non-finite loss (up to step {step}); "
                                    f"stopped, last good checkpoint: {last_good_ckpt}; lower optim.lr")
                 continue
-            skips_in_row, accumulated = 0, accumulated + 1
-            acc[:n_stats] += d_stats
-            acc[n_stats] += g_loss.detach()
+            skips_in_row = 0
+            pending.append((d_stats, g_loss.detach()))
 
             if step % t.log_every == 0 or step == steps:
                 count = step - last_log_step
-                values = (rank.sum(acc) / max(1, accumulated * rank.world)).tolist()
-                acc.zero_()
-                accumulated = 0
+                local = torch.zeros(n_stats + 1, device=device)
+                if pending:
+                    local = torch.cat([loss.summarise([d for d, _ in pending]),
+                                       torch.stack([g for _, g in pending]).mean().view(1)])
+                pending.clear()
+                values = (rank.sum(local) / rank.world).tolist()
                 bad = first_bad({"d_loss": torch.tensor(values[0]), "g_loss": torch.tensor(values[n_stats]),
                                  "generator weights": torch.stack([p.detach().sum() for p in G.parameters()]),
                                  "discriminator weights": torch.stack([p.detach().sum() for p in D.parameters()])})

@@ -86,7 +86,7 @@ def test_gradient_penalty_hand_computed():
     total, stats = loss.d_phase(D, real, fake)
     wasserstein = D(fake).mean() - D(real).mean()
     assert total.item() == pytest.approx(wasserstein.item() + 10.0 * 16.0, rel=1e-5)
-    assert stats[3].item() == pytest.approx(5.0, rel=1e-5)
+    assert loss.summarise([stats])[3].item() == pytest.approx(5.0, rel=1e-5)
 
 
 def test_shuffled_batch_is_half_the_separate_sum():
@@ -94,8 +94,10 @@ def test_shuffled_batch_is_half_the_separate_sum():
     torch.manual_seed(0)
     D = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1), nn.Flatten(0))
     real, fake = torch.randn(6, 5), torch.randn(6, 5) + 1.0
-    separate, sep_stats = build_loss(LossConfig(name="bce")).d_phase(D, real, fake)
-    shuffled, shuf_stats = build_loss(LossConfig(name="bce", d_batch="shuffled")).d_phase(D, real, fake)
+    bce, bce_shuffled = build_loss(LossConfig(name="bce")), build_loss(LossConfig(name="bce", d_batch="shuffled"))
+    separate, sep_raw = bce.d_phase(D, real, fake)
+    shuffled, shuf_raw = bce_shuffled.d_phase(D, real, fake)
+    sep_stats, shuf_stats = bce.summarise([sep_raw]), bce_shuffled.summarise([shuf_raw])
     assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
     # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
     assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)
@@ -113,7 +115,7 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
     loss = build_loss(cfg.loss)
     (l_two, s_two), (l_one, s_one) = loss.d_phase(D, real, fake), loss.d_phase(D, real, fake, joint=True)
     torch.testing.assert_close(l_one, l_two)
-    torch.testing.assert_close(s_one, s_two)
+    torch.testing.assert_close(loss.summarise([s_one]), loss.summarise([s_two]))
     g1 = torch.autograd.grad(l_one, list(D.parameters()))
     g2 = torch.autograd.grad(l_two, list(D.parameters()))
     for a, b in zip(g1, g2):
@@ -122,3 +124,15 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
     assert not rows_independent(build_models(compose("+experiment=gaussian1d").model, (1,))[1])
     dcgan = compose("+experiment=svhn_wgan_gp", "model.d_norm=batch").model
     assert not rows_independent(build_models(dcgan, (3, 32, 32))[1])
+
+
+def test_log_row_is_the_mean_over_the_steps_it_covers():
+    """The loop keeps each step's raw scores and reduces them once per log row."""
+    loss = build_loss(LossConfig(name="bce"))
+    raws = [(torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
+            for i in range(3)]
+    row = loss.summarise(raws)
+    assert row[0].item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
+    expected_real = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0])).mean().item()
+    assert row[1].item() == pytest.approx(expected_real)  # D(x): mean of the per-step means
+    assert row[2].item() == pytest.approx(1 - expected_real)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -62,37 +64,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(local_rank: int, world: int, port: int, backend: str, results, fn, args) -> None:
+def _worker(local_rank: int, world: int, port: int, backend: str, result_path: str, fn, args) -> None:
+    import threading
+
+    from tqdm import tqdm
+
+    # tqdm's default lock holds multiprocessing semaphores, which os._exit below would leak
+    # (a warning from the resource tracker); one bar per process needs only a thread lock.
+    tqdm.set_lock(threading.RLock())
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group(backend, rank=local_rank, world_size=world)
+    outcome = None
     try:
         summary = fn(Rank(local_rank, world, local_rank), *args)
-        if local_rank == 0:
-            results.put(("ok", summary))
+        dist.barrier()  # all ranks leave together: rank 0 writes the last checkpoint after the others
+        outcome = ("ok", summary)
     except GanctlError as err:
-        if local_rank == 0:
-            results.put(("error", err.prefix, err.lines, err.exit_code))
+        outcome = ("error", err.prefix, err.lines, err.exit_code)
     finally:
         dist.destroy_process_group()
+    if local_rank == 0:
+        with open(result_path, "wb") as f:
+            pickle.dump(outcome, f)
+    # Leave without the interpreter's exit: about 1 worker in 8 aborted there, after
+    # destroy_process_group ("terminate called without an active exception": a native thread
+    # still joinable at static destruction), failing a run that had finished. The result is in a
+    # file, not a multiprocessing queue, because os._exit skips the queue's clean-up.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(fn, world: int, uses_cuda: bool, *args):
     """Run fn(rank, *args) in `world` processes (gloo on CPU, NCCL on CUDA); rank 0's result."""
+    import tempfile
+
     import torch.multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
-    results = ctx.SimpleQueue()
     backend = "nccl" if uses_cuda else "gloo"
     # Ctrl-C / SIGTERM reach every process of the group: the workers checkpoint and stop together,
     # while this parent waits for them instead of killing them.
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        mp.start_processes(_worker, args=(world, _free_port(), backend, results, fn, args), nprocs=world,
-                           start_method="spawn")
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    outcome = results.get()
+    with tempfile.TemporaryDirectory(prefix="ganctl_ddp_") as tmp:
+        result_path = os.path.join(tmp, "rank0.pkl")
+        try:
+            mp.start_processes(_worker, args=(world, _free_port(), backend, result_path, fn, args), nprocs=world,
+                               start_method="spawn")
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        with open(result_path, "rb") as f:
+            outcome = pickle.load(f)
     if outcome[0] == "error":
         _, prefix, lines, code = outcome
         err = GanctlError(*lines)

@@ -71,11 +71,14 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # a damaged file fails in many ways inside torch.load (KeyError, EOFError, ...)
-        with open(p, "rb") as f:
-            zipped = f.read(2) == b"PK"  # torch.save writes a zip archive
         reason = (str(exc).splitlines() or [""])[0]
-        reason = (f"damaged or cut short; {type(exc).__name__}: {reason[:100]}" if zipped
-                  else "not a file written by torch.save: no zip header")
+        reason = f"{type(exc).__name__}: {reason[:100]}"
+        try:
+            with open(p, "rb") as f:
+                zipped = f.read(2) == b"PK"  # torch.save writes a zip archive
+            reason = f"damaged or cut short; {reason}" if zipped else "not a file written by torch.save: no zip header"
+        except OSError:
+            pass  # unreadable (permissions): the exception's own reason says so
         raise CheckpointError(f"{p} is not a readable ganctl checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("magic") != MAGIC:
         raise CheckpointError(f"{p} is not a ganctl checkpoint (no ganctl header)")

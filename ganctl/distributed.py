@@ -76,9 +76,7 @@ def _worker(local_rank: int, world: int, port: int, backend: str, result_path: s
     dist.init_process_group(backend, rank=local_rank, world_size=world)
     outcome = None
     try:
-        summary = fn(Rank(local_rank, world, local_rank), *args)
-        dist.barrier()  # all ranks leave together: rank 0 writes the last checkpoint after the others
-        outcome = ("ok", summary)
+        outcome = ("ok", fn(Rank(local_rank, world, local_rank), *args))
     except GanctlError as err:
         outcome = ("error", err.prefix, err.lines, err.exit_code)
     finally:
@@ -110,6 +108,11 @@ def spawn(fn, world: int, uses_cuda: bool, *args):
         try:
             mp.start_processes(_worker, args=(world, _free_port(), backend, result_path, fn, args), nprocs=world,
                                start_method="spawn")
+        except (mp.ProcessRaisedException, mp.ProcessExitedException):
+            # When rank 0 stopped on a ganctl error (say, a checkpoint it alone writes could not be
+            # saved), the others fail in their next collective: report rank 0's error, not theirs.
+            if not os.path.exists(result_path):
+                raise
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

@@ -122,6 +122,18 @@ class _NoScaler:
 NO_SCALER = _NoScaler()
 
 
+@contextlib.contextmanager
+def frozen(params: list[torch.Tensor]):
+    """Parameters that record no gradient inside the block (their requires_grad is restored)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 @torch.no_grad()
 def generate(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     was_training = G.training
@@ -370,14 +382,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 # D's weights are constants in this phase. Recording no gradient for them skips their
                 # dW products even in custom autograd functions (oneDNN Linear), which cannot see
                 # backward's inputs= pruning.
-                for p in d_params:
-                    p.requires_grad_(False)
-                try:
-                    with autocast():
-                        g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
-                finally:
-                    for p in d_params:
-                        p.requires_grad_(True)
+                with frozen(d_params), autocast():
+                    g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
                 opt_g.zero_grad(set_to_none=True)
                 scaler_g.scale(g_loss).backward(inputs=g_params)
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):

@@ -1,4 +1,5 @@
 """ganctl eval: the metric formulas on known cases, the feature net on real MNIST, a trained generator."""
+import contextlib
 import json
 import re
 import shutil
@@ -104,20 +105,26 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
 
 
 # --- The feature network on the real MNIST test split -------------------------------------------------
+@contextlib.contextmanager
+def one_thread():
+    # On a shared, loaded CPU, two OpenMP threads were 10x slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def fitted(mnist_root, tmp_path_factory):
     """A writable copy of the data with the feature net trained and cached in it (~1 minute)."""
     root = tmp_path_factory.mktemp("eval_data")
     shutil.copytree(mnist_root / "MNIST", root / "MNIST")
-    threads = torch.get_num_threads()
-    # One thread: on a shared, loaded CPU, two OpenMP threads were 10x slower than one.
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         cfg = DatasetConfig(name="mnist", root=str(root), split="test", download=False)
         model = features.fit(cfg, torch.device("cpu"), progress=False)
         yield root, cfg, model
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -148,12 +155,8 @@ def trained_run(fitted, tmp_path_factory):
     cfg = compose("+experiment=mnist_vanilla", f"dataset.root={root}", "dataset.split=test", "trainer.steps=5000",
                   "trainer.log_every=1000", "trainer.sample_every=5000", "trainer.progress=false",
                   "trainer.device=cpu")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         run(cfg, run_dir)
-    finally:
-        torch.set_num_threads(threads)
     return run_dir
 
 

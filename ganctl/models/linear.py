@@ -29,9 +29,10 @@ def onednn_available() -> bool:
     return True
 
 
-def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a @ b.T (+ bias) by oneDNN; a and b may be transposed views."""
-    return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
+          post: str = "none", args: list | None = None) -> torch.Tensor:
+    """post(a @ b.T + bias) by oneDNN; a and b may be transposed views."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, bias, post, args or [], "")
 
 
 def _post_op(act: nn.Module) -> tuple[str, list] | None:
@@ -65,7 +66,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, post, args):
-        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, post, args, "")
+        y = _mm_t(x, weight, bias, post, args)
         ctx.save_for_backward(x, weight, y)
         ctx.post, ctx.args, ctx.has_bias = post, args, bias is not None
         return y
@@ -98,10 +99,14 @@ class Linear(nn.Linear):
                 and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu"))
 
-    def forward(self, x: torch.Tensor, post: str = "none", args: list | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast(x):
-            return _OneDNNLinear.apply(x, self.weight, self.bias, post, args or [])
+            return self.fused(x, "none", [])
         return F.linear(x, self.weight, self.bias)
+
+    def fused(self, x: torch.Tensor, post: str, args: list) -> torch.Tensor:
+        """post(self(x)) in one oneDNN call; only where self.fast(x)."""
+        return _OneDNNLinear.apply(x, self.weight, self.bias, post, args)
 
 
 class Stack(nn.Sequential):
@@ -121,7 +126,7 @@ class Stack(nn.Sequential):
             if isinstance(m, Linear) and i + 1 < len(mods) and m.fast(x):
                 post = _post_op(mods[i + 1])
                 if post is not None:
-                    x = m(x, *post)
+                    x = m.fused(x, *post)
                     i += 2
                     continue
             x = m(x)

@@ -92,6 +92,7 @@ class TrainerConfig:
     compile_mode: str = "default"
     precision: str = "fp32"
     cpu_matmul: str = "auto"
+    backward: str = "auto"
     channels_last: bool = False
     ema: Optional[float] = None
     devices: int = 1
@@ -146,6 +147,7 @@ def to_dict(cfg: RunConfig) -> dict:
 def _choices() -> dict[str, list[str]]:
     from ganctl.data import DATASETS, SPLITS
     from ganctl.losses import LOSSES
+    from ganctl.manual_step import BACKWARDS
     from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
     from ganctl.models.linear import CPU_MATMULS
     from ganctl.optim import IMPLS, OPTIMIZERS
@@ -171,6 +173,7 @@ def _choices() -> dict[str, list[str]]:
         "trainer.on_nan": ["stop", "skip"],
         "trainer.precision": ["fp32", "bf16", "fp16"],
         "trainer.cpu_matmul": list(CPU_MATMULS),
+        "trainer.backward": list(BACKWARDS),
         "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],
         "trainer.eval_metric": ["auto", "fd", "w1"],
     }
@@ -273,6 +276,13 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.loss.d_batch == "shuffled" and cfg.loss.name not in ("bce", "minimax"):
         bad("loss.d_batch", "shuffled", "'shuffled' only with loss=bce or minimax, else 'separate'")
+    if t.backward == "manual":
+        from ganctl.manual_step import unsupported
+
+        reason = unsupported(cfg)
+        if reason is not None:
+            problems.append(f"trainer.backward=manual does not support {reason}; "
+                            "accepted: trainer.backward=auto or autograd for this run")
     if t.cpu_matmul == "onednn":
         from ganctl.models.linear import onednn_available
 

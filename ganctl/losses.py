@@ -70,6 +70,25 @@ class GANLoss:
     def g_phase(self, D: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         return self.g_objective(D(fake))
 
+    # The manual step (ganctl/manual_step.py) backpropagates by hand from the scores' gradients.
+    # These defaults take them from autograd on the scores alone; losses with a simple closed
+    # form override them.
+    def d_grads(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """D's loss (detached) and its gradients with respect to the real and the fake scores."""
+        with torch.enable_grad():
+            r, f = s_real.detach().requires_grad_(), s_fake.detach().requires_grad_()
+            loss = self.d_objective(r, f)
+            g_real, g_fake = torch.autograd.grad(loss, (r, f))
+        return loss.detach(), g_real, g_fake
+
+    def g_grad(self, s_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's loss (detached) and its gradient with respect to the fake scores."""
+        with torch.enable_grad():
+            f = s_fake.detach().requires_grad_()
+            loss = self.g_objective(f)
+            (grad,) = torch.autograd.grad(loss, f)
+        return loss.detach(), grad
+
     def report(self, scores: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(scores).mean() if self.probabilistic else scores.mean()
 
@@ -85,12 +104,23 @@ class BCE(GANLoss):
     def g_objective(self, fake):
         return F.softplus(-fake).mean()
 
+    # d softplus(x)/dx = sigmoid(x)
+    def d_grads(self, s_real, s_fake):
+        loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
+        return loss, torch.sigmoid(s_real).sub_(1).div_(s_real.numel()), torch.sigmoid(s_fake).div_(s_fake.numel())
+
+    def g_grad(self, s_fake):
+        return F.softplus(-s_fake).mean(), torch.sigmoid(s_fake).sub_(1).div_(s_fake.numel())
+
 
 class Minimax(BCE):
     """The original saturating game: G minimises log(1 - D(G(z)))."""
 
     def g_objective(self, fake):
         return -F.softplus(fake).mean()
+
+    def g_grad(self, s_fake):
+        return -F.softplus(s_fake).mean(), torch.sigmoid(s_fake).neg_().div_(s_fake.numel())
 
 
 class WGANGP(GANLoss):

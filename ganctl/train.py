@@ -20,6 +20,7 @@ from ganctl.data import BatchSampler, dataset_size, load_dataset
 from ganctl.ema import EMA
 from ganctl.errors import CheckpointError, ConfigError, DataError, Diverged, Interrupted
 from ganctl.losses import build_loss
+from ganctl.manual_step import ManualStep, use_manual
 from ganctl.models import build_models, rows_independent, sample_latent
 from ganctl.optim import build_optimizer
 
@@ -274,6 +275,10 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     loss = build_loss(cfg.loss)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
+    # trainer.backward: hand-written gradients for MLPs (ganctl/manual_step.py), else autograd.
+    manual = None
+    if use_manual(cfg, device, rank.world):
+        manual = ManualStep(G, D, loss, lambda n: sample_latent(n, cfg.model, device), batch)
     fixed_z = sample_latent(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device)
     step = 0
     if resume is not None:
@@ -363,14 +368,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
         while step < steps:
             skip = False
             # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
-            for _ in range(t.d_steps):
+            for i in range(t.d_steps):
                 real = data.batch(sampler.next())
-                with torch.no_grad(), autocast():
-                    fake = G_fast(sample_latent(batch, cfg.model, device))
-                with autocast():
-                    d_loss, d_stats = loss.d_phase(D_fast, real, fake, joint=joint_d)
-                opt_d.zero_grad(set_to_none=True)
-                scaler_d.scale(d_loss).backward()
+                if manual is not None:
+                    d_loss, d_stats = manual.d_phase(real, draw_g_latents=i == t.d_steps - 1)
+                else:
+                    with torch.no_grad(), autocast():
+                        fake = G_fast(sample_latent(batch, cfg.model, device))
+                    with autocast():
+                        d_loss, d_stats = loss.d_phase(D_fast, real, fake, joint=joint_d)
+                    opt_d.zero_grad(set_to_none=True)
+                    scaler_d.scale(d_loss).backward()
                 # A host sync (and an all-reduce over replicas), only in skip mode.
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(d_loss).item(), device):
                     skip = True
@@ -379,13 +387,16 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 scaler_d.update()
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
-                # D's weights are constants in this phase. Recording no gradient for them skips their
-                # dW products even in custom autograd functions (oneDNN Linear), which cannot see
-                # backward's inputs= pruning.
-                with frozen(d_params), autocast():
-                    g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
-                opt_g.zero_grad(set_to_none=True)
-                scaler_g.scale(g_loss).backward(inputs=g_params)
+                if manual is not None:
+                    g_loss = manual.g_phase()
+                else:
+                    # D's weights are constants in this phase. Recording no gradient for them skips
+                    # their dW products even in custom autograd functions (oneDNN Linear), which
+                    # cannot see backward's inputs= pruning.
+                    with frozen(d_params), autocast():
+                        g_loss = loss.g_phase(D_plain, G_fast(sample_latent(batch, cfg.model, device)))
+                    opt_g.zero_grad(set_to_none=True)
+                    scaler_g.scale(g_loss).backward(inputs=g_params)
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):
                     skip = True
                     continue

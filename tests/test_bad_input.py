@@ -53,7 +53,8 @@ TRAIN_CASES = [
     ("trainer.sample_every=0", "trainer.sample_every=0"), ("trainer.ckpt_every=-1", "trainer.ckpt_every"),
     ("trainer.num_samples=0", "trainer.num_samples=0"), ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.device=cuda:3", "trainer.device='cuda:3'"), ("trainer.on_nan=ignore", "trainer.on_nan"),
-    ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"),
+    ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"), ("trainer.backward=fast", "trainer.backward='fast'"),
+    ("trainer.backward=manual", "trainer.backward=manual does not support model.d_features=moments"),
     ("trainer.max_nan_skips=0", "trainer.max_nan_skips=0"), ("trainer.bogus=1", "trainer.bogus"),
     ("checkpoints.keep_last=0", "checkpoints.keep_last=0"), ("model=transformer", "model='transformer'"),
     ("dataset=celeba", "dataset='celeba'"), ("+experiment=nope", "experiment='nope'"),
@@ -72,6 +73,8 @@ def test_cross_field_rules(capsys, tmp_path):
                  "wgan_gp", "d_norm")
     expect_error(capsys, ["train", "model=dcgan"], "model.arch='dcgan'", "gaussian1d")
     expect_error(capsys, ["train", "loss=hinge", "loss.d_batch=shuffled"], "loss.d_batch")
+    expect_error(capsys, ["train", "+experiment=mnist_bce", "loss=wgan_gp", "trainer.backward=manual"],
+                 "trainer.backward=manual does not support loss=wgan_gp")
 
 
 def test_several_problems_one_line_each(capsys):

@@ -107,8 +107,10 @@ def test_onednn_linear_supports_gradient_penalties():
 
 
 @onednn
-def test_onednn_training_matches_blas_training(mnist_root, tmp_path):
-    full = ["trainer.steps=5", "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu"]
+@pytest.mark.parametrize("backward", ["autograd", "manual"])
+def test_onednn_training_matches_blas_training(backward, mnist_root, tmp_path):
+    full = ["trainer.steps=5", "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu",
+            f"trainer.backward={backward}"]
 
     def weights(name, *extra):
         cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *full, *extra)

@@ -22,7 +22,7 @@ from ganctl.errors import CheckpointError, ConfigError, DataError, Diverged, Int
 from ganctl.losses import build_loss
 from ganctl.manual_step import ManualStep, use_manual
 from ganctl.models import build_models, rows_independent, sample_latent
-from ganctl.optim import build_optimizer
+from ganctl.optim import build_optimizer, stepper
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
 GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
@@ -275,6 +275,9 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     loss = build_loss(cfg.loss)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
+    # fp32's updates skip Optimizer.step's Python where its fused kernel can be called directly.
+    step_d = stepper(opt_d) if scaler_d is NO_SCALER else functools.partial(scaler_d.step, opt_d)
+    step_g = stepper(opt_g) if scaler_g is NO_SCALER else functools.partial(scaler_g.step, opt_g)
     # trainer.backward: hand-written gradients for MLPs (ganctl/manual_step.py), else autograd.
     manual = None
     if use_manual(cfg, device, rank.world):
@@ -383,7 +386,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(d_loss).item(), device):
                     skip = True
                     continue
-                scaler_d.step(opt_d)
+                step_d()
                 scaler_d.update()
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             for _ in range(t.g_steps):
@@ -400,7 +403,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 if t.on_nan == "skip" and rank.any(not torch.isfinite(g_loss).item(), device):
                     skip = True
                     continue
-                scaler_g.step(opt_g)
+                step_g()
                 scaler_g.update()
                 if ema is not None:
                     ema.update(G)

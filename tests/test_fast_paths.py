@@ -121,3 +121,33 @@ def test_onednn_training_matches_blas_training(backward, mnist_root, tmp_path):
     assert fast.keys() == plain.keys()
     diff = max_diff(fast, plain)
     assert diff < 1e-5, diff  # Adam's first steps move each weight by ~lr = 2e-4: rounding only
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_direct_fused_adam_equals_optimizer_step(weight_decay):
+    """optim.stepper's direct kernel call leaves the weights and Adam's state bit for bit as opt.step does."""
+    from ganctl.optim import stepper
+
+    def make():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5))
+        return net, torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.99), weight_decay=weight_decay,
+                                     fused=True)
+
+    (net_a, opt_a), (net_b, opt_b) = make(), make()
+    step_b = stepper(opt_b)
+    assert step_b != opt_b.step  # the direct path is in use
+    for i in range(6):
+        x = torch.randn(8, 20)
+        for net, step in ((net_a, opt_a.step), (net_b, step_b)):
+            net.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+            step()
+        if i == 3:  # a resume replaces the optimiser's state and groups: the stepper follows
+            opt_b.load_state_dict(opt_b.state_dict())
+    for pa, pb in zip(net_a.parameters(), net_b.parameters()):
+        assert torch.equal(pa, pb)
+        sa, sb = opt_a.state[pa], opt_b.state[pb]
+        assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    foreach = torch.optim.Adam(net_a.parameters(), foreach=True)
+    assert stepper(foreach) == foreach.step  # not fused: Adam's own step

@@ -14,6 +14,8 @@ One step of setup 001 (B = 64; G 64-256-256-784, D 784-256-256-1), as ganctl's l
   G phase: G forward on a fresh z; D forward; backward into G's parameters only: D's input
            gradients (the path to G), no D weight gradients (backward(inputs=G's parameters)
            prunes them); G's weight gradients and input gradients of layers 2 and 3.
+  With the manual step (the CPU default), G's forward pass on both phases' latents is one pass
+  on 2B rows; the FLOPs are the same.
 The tutorial loop does more math for the same step: it runs D twice on B rows (the same FLOPs)
 and computes D's weight gradients in the G phase too (`reference_mflop` below).
 
@@ -22,7 +24,8 @@ One result line, `matmul_bound key=value ...`:
   reference_mflop   the tutorial loop's matmul MFLOP per step (D's weight gradients in the G phase)
   mflop_counted     the same counted by torch.utils.flop_counter.FlopCounterMode on one real step
                     of ganctl's models and loss (nan if the counter is unavailable)
-  matmuls_step      matrix products per step
+  matmuls_step      matrix products per step (22 with the manual step's shared G forward pass, else 25)
+  manual_step       1 when ganctl runs mnist_bce with trainer.backward=manual here (the CPU default)
   mm_ms_step        summed time of those products, each timed alone on its shape with the faster
                     of the kernels tried (torch.mm's BLAS; on CPU also oneDNN, which ganctl's
                     Linear layers use: see ganctl/models/linear.py)
@@ -45,8 +48,14 @@ G_LAYERS = [(64, 256), (256, 256), (256, 784)]
 D_LAYERS = [(784, 256), (256, 256), (256, 1)]
 
 
-def step_matmuls(batch: int = BATCH, d_weight_grads_in_g_phase: bool = False) -> list[tuple[str, int, int, int, int]]:
-    """(what, m, k, n, count) of every matrix product in one step; product (m,k) @ (k,n)."""
+def step_matmuls(batch: int = BATCH, d_weight_grads_in_g_phase: bool = False,
+                 shared_g_forward: bool = False) -> list[tuple[str, int, int, int, int]]:
+    """(what, m, k, n, count) of every matrix product in one step; product (m,k) @ (k,n).
+
+    shared_g_forward: one G forward pass on 2B latents serves both phases, as the manual step
+    (trainer.backward=manual, the CPU default for setup 001) runs it: the same FLOPs in 3 products
+    instead of 6.
+    """
     ops = []
 
     def forward(net, layers, rows):
@@ -61,11 +70,12 @@ def step_matmuls(batch: int = BATCH, d_weight_grads_in_g_phase: bool = False) ->
                 ops.append((f"{net}{j + 1} dX", rows, o, i, 1))  # dY @ W
 
     # D phase
-    forward("G", G_LAYERS, batch)  # fake = G(z) under no_grad
+    forward("G", G_LAYERS, 2 * batch if shared_g_forward else batch)  # fake = G(z) under no_grad
     forward("D", D_LAYERS, 2 * batch)  # D(cat(real, fake))
     backward("D", D_LAYERS, 2 * batch, first_input_grad=False)  # neither input needs a gradient
     # G phase
-    forward("G", G_LAYERS, batch)
+    if not shared_g_forward:
+        forward("G", G_LAYERS, batch)
     forward("D", D_LAYERS, batch)
     backward("D", D_LAYERS, batch, first_input_grad=True, weight_grads=d_weight_grads_in_g_phase)
     backward("G", G_LAYERS, batch, first_input_grad=False)  # z needs no gradient
@@ -131,11 +141,21 @@ def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") ->
     return min(per_call)
 
 
+def manual_step(device: str) -> bool:
+    """Whether ganctl's mnist_bce runs the manual step on this device (trainer.backward=auto)."""
+    import torch
+
+    from ganctl.cli import compose_run_config
+    from ganctl.manual_step import use_manual
+
+    return use_manual(compose_run_config(["+experiment=mnist_bce"]), torch.device(device))
+
+
 def step_time(device: str, calls: int, rounds: int) -> dict[str, float]:
     """Seconds of one step's products, each shape timed alone and weighted by its count: per kernel,
     and "best", the faster kernel for each shape (what a loop that picks per shape could reach)."""
     totals = {name: 0.0 for name in [*kernels(device), "best"]}
-    for (kind, m, k, n), count in merged(step_matmuls()).items():
+    for (kind, m, k, n), count in merged(step_matmuls(shared_g_forward=manual_step(device))).items():
         a, b = operands(kind, m, k, n, device)
         times = {name: time_mm(a, b, calls, rounds, device, name) for name in kernels(device)}
         for name, seconds in times.items():
@@ -179,7 +199,7 @@ def main() -> None:
     import torch
 
     calls, rounds = (5, 2) if args.smoke else (200, 7)
-    ops = step_matmuls()
+    ops = step_matmuls(shared_g_forward=manual_step(device))
     flops = sum(2 * m * k * n * count for _, m, k, n, count in ops)
     reference = sum(2 * m * k * n * count for _, m, k, n, count in step_matmuls(d_weight_grads_in_g_phase=True))
     times = step_time(device, calls, rounds)
@@ -200,7 +220,7 @@ def main() -> None:
                 f"{len(merged(ops))} distinct shapes timed with {', '.join(kernels(device))}")
     values = {
         "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6,
-        "matmuls_step": sum(c for *_, c in ops),
+        "matmuls_step": sum(c for *_, c in ops), "manual_step": int(manual_step(device)),
         "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
         "gflops_square": 2 * size ** 3 / min(square.values()) / 1e9,
         "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,

@@ -56,7 +56,8 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (lo.d_batch != "separate", f"loss.d_batch={lo.d_batch} (only separate)"),
         (t.precision != "fp32", f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
-        ((world or t.devices) > 1, "several processes (DDP reduces gradients through autograd)"),
+        (world is None and t.devices > 1, f"trainer.devices={t.devices} (DDP reduces gradients through autograd)"),
+        (world is not None and world > 1, f"{world} processes (DDP reduces gradients through autograd)"),
     ]
     return next((reason for failed, reason in reasons if failed), None)
 
@@ -99,12 +100,14 @@ class Chain:
             i += 1
 
     @staticmethod
-    def _onednn(lin: nn.Module, rows: int, inner: int, cols: int) -> bool:
-        return getattr(lin, "onednn", False) and rows * inner * cols >= ONEDNN_MIN_MACS
+    def _onednn(lin: nn.Module, a: torch.Tensor, cols: int) -> bool:
+        """Whether lin's forward would send the product a @ (a.shape[1] x cols) to oneDNN."""
+        return (getattr(lin, "onednn", False) and a.shape[0] * a.shape[1] * cols >= ONEDNN_MIN_MACS
+                and a.device.type == "cpu" and a.dtype == torch.float32)
 
     def _mm(self, lin: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a @ b with the kernel lin's forward would pick for a product of this size."""
-        if self._onednn(lin, a.shape[0], a.shape[1], b.shape[1]):
+        if self._onednn(lin, a, b.shape[1]):
             return _mm_t(a, b.t())
         return a @ b
 
@@ -112,7 +115,7 @@ class Chain:
         """[input, output of layer 1, ..., output]: what backward needs."""
         acts = [x]
         for lin, post, args in self.layers:
-            if self._onednn(lin, x.shape[0], lin.in_features, lin.out_features) and x.dtype == torch.float32:
+            if self._onednn(lin, x, lin.out_features):
                 x = _mm_t(x, lin.weight, lin.bias, post, args)
             else:
                 x = _APPLY[post](F.linear(x, lin.weight, lin.bias), args)

@@ -143,8 +143,11 @@ def test_direct_fused_adam_equals_optimizer_step(weight_decay):
             net.zero_grad(set_to_none=True)
             net(x).square().mean().backward()
             step()
-        if i == 3:  # a resume replaces the optimiser's state and groups: the stepper follows
-            opt_b.load_state_dict(opt_b.state_dict())
+        if i == 3:  # a resume replaces the optimiser's state and groups: the stepper follows both
+            for opt in (opt_a, opt_b):
+                state = opt.state_dict()
+                state["param_groups"][0]["lr"] = 3e-3
+                opt.load_state_dict(state)
     for pa, pb in zip(net_a.parameters(), net_b.parameters()):
         assert torch.equal(pa, pb)
         sa, sb = opt_a.state[pa], opt_b.state[pb]

@@ -4,6 +4,8 @@ One result line, `train_speed key=value ...`:
   bce_ganctl     ganctl's own loop (train.run in this process), steps/s: median, _min, _max
   bce_reference  the tutorial loop below (DataLoader of PIL images, per-sample transforms, .item())
   bce_resident   the same math written plainly with the data in one tensor: what eager PyTorch does
+  bce_autograd   ganctl's loop with trainer.backward=autograd (the step before the manual step;
+                 on CUDA the two are the same path), interleaved with the others
   ratio          median(bce_ganctl) / median(bce_reference); ratio_pair_min/_max over the
                  interleaved repeats (each ganctl repeat divided by the reference repeat beside it)
   gaussian1d, mnist_goodfellow, svhn_wgan_gp   ganctl steps/s of those experiments (median, _min, _max)
@@ -173,22 +175,23 @@ def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path
     mnist = [f"dataset.root={root}", "dataset.split=test"]
     bce = common.train_overrides("mnist_bce", warmup + window, warmup, device, mnist)
 
-    common.note(f"mnist_bce: {repeats} x {window} steps after {warmup} warm-up, ganctl / reference / resident "
+    common.note(f"mnist_bce: {repeats} x {window} steps after {warmup} warm-up, ganctl / reference / resident / ganctl-autograd "
                 f"interleaved, on {'the real' if real else 'generated'} MNIST test split ({len(images)} images)")
     reference, resident = ReferenceLoop(images, device), ResidentLoop(images, device)
     for _ in range(warmup):
         reference.step()
         resident.step()
-    ours, theirs, plain = [], [], []
+    ours, theirs, plain, auto = [], [], [], []
     for r in range(repeats):
         ours.append(ganctl_rate(bce, tmp / f"bce_{r}"))
         theirs.append(reference.rate(window))
         plain.append(resident.rate(window))
+        auto.append(ganctl_rate(bce + ["trainer.backward=autograd"], tmp / f"bce_autograd_{r}"))
         common.note(f"  repeat {r + 1}: ganctl {ours[-1]:.1f}, reference {theirs[-1]:.1f}, "
-                    f"resident {plain[-1]:.1f} steps/s")
+                    f"resident {plain[-1]:.1f}, ganctl with autograd {auto[-1]:.1f} steps/s")
     pairs = [a / b for a, b in zip(ours, theirs)]
     values = {**common.spread("bce_ganctl", ours), **common.spread("bce_reference", theirs),
-              **common.spread("bce_resident", plain),
+              **common.spread("bce_resident", plain), **common.spread("bce_autograd", auto),
               "ratio": statistics.median(ours) / statistics.median(theirs),
               "ratio_pair_min": min(pairs), "ratio_pair_max": max(pairs)}
 

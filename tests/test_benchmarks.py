@@ -14,8 +14,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # Keys every smoke run must report as finite, positive numbers (others may be nan: no CUDA, ...).
 REQUIRED = {
-    "train_speed": ["bce_ganctl", "bce_ganctl_min", "bce_ganctl_max", "bce_reference", "bce_resident", "ratio",
-                    "gaussian1d", "mnist_goodfellow", "svhn_wgan_gp"],
+    "train_speed": ["bce_ganctl", "bce_ganctl_min", "bce_ganctl_max", "bce_reference", "bce_resident",
+                    "bce_autograd", "ratio", "gaussian1d", "mnist_goodfellow", "svhn_wgan_gp"],
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
     "startup": ["help_s", "train_help_s", "first_step_s", "to_loop_s", "train_wall_s"],

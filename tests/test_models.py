@@ -54,3 +54,25 @@ def test_he_normal_init_scale():
     first = G.net[0]
     assert first.weight.std().item() == pytest.approx(math.sqrt(2 / 100), rel=0.05)
     assert first.bias.abs().max().item() == 0.0
+
+
+def test_cpu_dropout_is_inverted_dropout_with_rate_p():
+    """models.Dropout's uniform-draw mask: drops a fraction p, scales the rest by 1/(1-p), and
+    backpropagates through the same mask; eval mode is the identity."""
+    from ganctl.models import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.005  # 400k draws: sd of the rate 7e-4
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
+    assert not torch.equal(drop(x), y)  # a fresh mask per call
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    # Model builders use it, so checkpoints keep nn.Dropout's (parameter-free) layout.
+    _, D = build_models(ModelConfig(arch="mlp", d_dropout=0.3), (1, 28, 28))
+    assert any(type(m) is Dropout for m in D.modules())

@@ -24,6 +24,21 @@ OUTPUTS: dict[str, Callable[[], nn.Module]] = {
 NORMS = ("none", "batch", "layer")
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose CPU mask is drawn as uniform < keep instead of by bernoulli_.
+
+    The mask has the same distribution; on CPU, bernoulli_ draws element by element and was the
+    largest single op of setup 004's step: 483 us for a 64 x 1024 mask against 146 us this way
+    (2 threads, docs/BENCHMARKS.md). Other devices use nn.Dropout's own kernel.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace:
+            return super().forward(x)
+        keep = 1.0 - self.p
+        return x * torch.rand_like(x).lt_(keep).div_(keep)
+
+
 def _he_normal(module: nn.Module) -> None:
     # Setup 000's "xavier_init" draws N(0, 2/fan_in): He scaling despite its name.
     if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):

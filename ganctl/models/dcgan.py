@@ -64,7 +64,7 @@ class Discriminator(nn.Module):
                 layers.append(nn.GroupNorm(1, c_out))
             layers.append(models.ACTIVATIONS[cfg.d_act]())
             if cfg.d_dropout > 0:
-                layers.append(nn.Dropout(cfg.d_dropout))
+                layers.append(models.Dropout(cfg.d_dropout))
             c_in = c_out
         self.features = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():

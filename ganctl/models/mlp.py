@@ -63,7 +63,7 @@ class Discriminator(nn.Module):
         for hidden in cfg.d_hidden:
             layers += [Linear(width, hidden), *_norm1d(cfg.d_norm, hidden), models.ACTIVATIONS[cfg.d_act]()]
             if cfg.d_dropout > 0:
-                layers.append(nn.Dropout(cfg.d_dropout))
+                layers.append(models.Dropout(cfg.d_dropout))
             width = hidden
         layers.append(Linear(width, 1))
         self.net = Stack(*layers)

@@ -14,6 +14,10 @@ module computes them directly:
   uses the layer's output, as autograd's kernels for these activations do.
 - D's backward in the G phase computes input gradients only, and G's backward uses only the rows
   the G phase scored.
+- Dropout (setup 004's D) keeps its scaled mask for backward; setup 004's shuffled batch is
+  scored in its shuffled order and its gradient put back in that order. Both draw random numbers
+  in D's forward pass, so there G runs one pass per phase, keeping the random stream in the
+  autograd step's order.
 
 Gradients land in the parameters' `.grad`, so the optimisers, checkpoints, EMA and the NaN guard
 are the ones the autograd step uses. `tests/test_manual_step.py` compares both steps.
@@ -50,10 +54,8 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (m.d_act not in FUSABLE, f"model.d_act={m.d_act} (only {', '.join(FUSABLE)})"),
         (m.g_norm != "none", f"model.g_norm={m.g_norm} (only none)"),
         (m.d_norm != "none", f"model.d_norm={m.d_norm} (only none)"),
-        (m.d_dropout > 0, f"model.d_dropout={m.d_dropout} (only 0)"),
         (m.d_features != "none", f"model.d_features={m.d_features} (only none)"),
         (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
-        (lo.d_batch != "separate", f"loss.d_batch={lo.d_batch} (only separate)"),
         (t.precision != "fp32", f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
         (world is None and t.devices > 1, f"trainer.devices={t.devices} (DDP reduces gradients through autograd)"),
@@ -78,26 +80,43 @@ def use_manual(cfg: RunConfig, device: torch.device, world: int = 1) -> bool:
     return cfg.trainer.backward == "auto" and device.type == "cpu" and unsupported(cfg, world) is None
 
 
+class Trace:
+    """What a forward pass keeps for backward: each layer's input, its activation's output, and
+    its dropout mask (already scaled by 1/keep) or None."""
+
+    def __init__(self):
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor | None] = []
+        self.out: torch.Tensor | None = None
+
+
 class Chain:
-    """An MLP's Stack as (Linear, activation name, activation args) layers, run by hand."""
+    """An MLP's Stack as layers of (Linear, activation name, activation args, Dropout or None)."""
 
     def __init__(self, stack: nn.Sequential):
         mods = [m for m in stack if not isinstance(m, nn.Flatten)]
-        self.layers: list[tuple[Linear, str, list]] = []
+        self.layers: list[tuple[nn.Linear, str, list, nn.Dropout | None]] = []
         i = 0
         while i < len(mods):
             lin = mods[i]
             if not isinstance(lin, nn.Linear):
                 raise ValueError(f"manual step: {type(lin).__name__} where a Linear layer was expected")
-            post: tuple[str, list] = ("none", [])
-            if i + 1 < len(mods) and not isinstance(mods[i + 1], nn.Linear):
+            post: tuple[str, list] | None = ("none", [])
+            if i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Linear, nn.Dropout)):
                 act = mods[i + 1]
                 post = ("none", []) if isinstance(act, nn.Identity) else _post_op(act)
                 if post is None:
                     raise ValueError(f"manual step: no fused form of {type(act).__name__}")
                 i += 1
-            self.layers.append((lin, *post))
+            drop = None
+            if i + 1 < len(mods) and isinstance(mods[i + 1], nn.Dropout):
+                drop = mods[i + 1]
+                i += 1
+            self.layers.append((lin, *post, drop))
             i += 1
+        # Dropout draws random numbers inside the forward pass.
+        self.random = any(d is not None and d.p > 0 for *_, d in self.layers)
 
     @staticmethod
     def _onednn(lin: nn.Module, a: torch.Tensor, cols: int) -> bool:
@@ -111,18 +130,26 @@ class Chain:
             return _mm_t(a, b.t())
         return a @ b
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[input, output of layer 1, ..., output]: what backward needs."""
-        acts = [x]
-        for lin, post, args in self.layers:
+    def forward(self, x: torch.Tensor) -> Trace:
+        trace = Trace()
+        for lin, post, args, drop in self.layers:
+            trace.inputs.append(x)
             if self._onednn(lin, x, lin.out_features):
                 x = _mm_t(x, lin.weight, lin.bias, post, args)
             else:
                 x = _APPLY[post](F.linear(x, lin.weight, lin.bias), args)
-            acts.append(x)
-        return acts
+            trace.outputs.append(x)
+            mask = None
+            if drop is not None and drop.training and drop.p > 0:
+                # The mask models.Dropout draws on CPU, from the same random numbers.
+                keep = 1.0 - drop.p
+                mask = torch.rand_like(x).lt_(keep).div_(keep)
+                x = x * mask
+            trace.masks.append(mask)
+        trace.out = x
+        return trace
 
-    def backward(self, acts: list[torch.Tensor], grad: torch.Tensor, rows: slice | None = None,
+    def backward(self, trace: Trace, grad: torch.Tensor, rows: slice | None = None,
                  weight_grads: bool = True, input_grad: bool = False) -> torch.Tensor | None:
         """Backpropagate `grad` (of the output's `rows`) from the output to the input.
 
@@ -130,10 +157,12 @@ class Chain:
         """
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
         for k in range(len(self.layers) - 1, -1, -1):
-            lin, post, args = self.layers[k]
-            grad = _activation_backward(grad, pick(acts[k + 1]), post, args)
+            lin, post, args, _ = self.layers[k]
+            if trace.masks[k] is not None:
+                grad = grad * pick(trace.masks[k])
+            grad = _activation_backward(grad, pick(trace.outputs[k]), post, args)
             if weight_grads:
-                lin.weight.grad = self._mm(lin, grad.t(), pick(acts[k]))
+                lin.weight.grad = self._mm(lin, grad.t(), pick(trace.inputs[k]))
                 if lin.bias is not None:
                     lin.bias.grad = grad.sum(0)
             if k == 0 and not input_grad:
@@ -148,25 +177,39 @@ class ManualStep:
     def __init__(self, G: nn.Module, D: nn.Module, loss, latent: Callable[[int], torch.Tensor], batch: int):
         self.G, self.D = Chain(G.net), Chain(D.net)
         self.loss, self.latent, self.batch = loss, latent, batch
-        self.out_shape = G.out_shape
-        self._next_g: list[torch.Tensor] | None = None  # G's activations on the G phase's latents
+        self.shuffled = loss.cfg.d_batch == "shuffled"
+        # One G pass for both phases draws the G phase's latents early. Where the D phase draws
+        # random numbers of its own (dropout, the shuffle), that would change the order of the
+        # random stream against the autograd step, so G runs twice there.
+        self.shared_g = not (self.D.random or self.shuffled)
+        self._next_g: Trace | None = None  # G's pass on the G phase's latents
 
     @torch.no_grad()
     def d_phase(self, real: torch.Tensor, draw_g_latents: bool) -> tuple[torch.Tensor, tuple]:
-        """D's gradients on a real batch and a fresh fake batch; with draw_g_latents, G's forward
-        pass also covers the next G phase's latents, drawn after D's, as the autograd step does."""
-        b = self.batch
+        """D's gradients on a real batch and a fresh fake batch; with draw_g_latents (and where
+        shared_g), G's forward pass also covers the next G phase's latents, drawn right after D's."""
+        b, n_real = self.batch, real.shape[0]
+        both = draw_g_latents and self.shared_g
         z = self.latent(b)
-        if draw_g_latents:
+        if both:
             z = torch.cat([z, self.latent(b)])
-        g_acts = self.G.forward(z)
-        self._next_g = g_acts if draw_g_latents else None
-        x = torch.cat([real.reshape(real.shape[0], -1), g_acts[-1][:b]])
-        d_acts = self.D.forward(x)
-        scores = d_acts[-1][:, 0]
-        s_real, s_fake = scores[: real.shape[0]], scores[real.shape[0] :]
+        g_trace = self.G.forward(z)
+        self._next_g = g_trace if both else None
+        x = torch.cat([real.reshape(n_real, -1), g_trace.out[:b]])
+        if self.shuffled:
+            # Setup 004's one shuffled batch and one mean BCE over it (see GANLoss.d_phase).
+            perm = torch.randperm(x.shape[0], device=x.device)
+            d_trace = self.D.forward(x[perm])
+            scores = d_trace.out[:, 0][torch.argsort(perm)]
+        else:
+            d_trace = self.D.forward(x)
+            scores = d_trace.out[:, 0]
+        s_real, s_fake = scores[:n_real], scores[n_real:]
         loss, g_real, g_fake = self.loss.d_grads(s_real, s_fake)
-        self.D.backward(d_acts, torch.cat([g_real, g_fake]).unsqueeze(1))
+        grad = torch.cat([g_real, g_fake])
+        if self.shuffled:
+            loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
+        self.D.backward(d_trace, grad.unsqueeze(1))
         return loss, (loss, s_real, s_fake, torch.zeros((), device=real.device))
 
     @torch.no_grad()
@@ -174,13 +217,13 @@ class ManualStep:
         """G's gradients through the current D; G's weights are those of the last d_phase."""
         b = self.batch
         if self._next_g is not None:
-            g_acts, rows = self._next_g, slice(b, 2 * b)
+            g_trace, rows = self._next_g, slice(b, 2 * b)
             self._next_g = None
         else:
-            g_acts, rows = self.G.forward(self.latent(b)), None
-        fake = g_acts[-1] if rows is None else g_acts[-1][rows]
-        d_acts = self.D.forward(fake)
-        loss, grad = self.loss.g_grad(d_acts[-1][:, 0])
-        grad_fake = self.D.backward(d_acts, grad.unsqueeze(1), weight_grads=False, input_grad=True)
-        self.G.backward(g_acts, grad_fake, rows=rows)
+            g_trace, rows = self.G.forward(self.latent(b)), None
+        fake = g_trace.out if rows is None else g_trace.out[rows]
+        d_trace = self.D.forward(fake)
+        loss, grad = self.loss.g_grad(d_trace.out[:, 0])
+        grad_fake = self.D.backward(d_trace, grad.unsqueeze(1), weight_grads=False, input_grad=True)
+        self.G.backward(g_trace, grad_fake, rows=rows)
         return loss

@@ -68,6 +68,18 @@ def test_several_d_and_g_updates_per_step(mnist_root, tmp_path):
                          "trainer.d_steps=2", "trainer.g_steps=2", "loss=minimax")
 
 
+def test_dropout_and_shuffled_batch_as_setup_004(mnist_root, tmp_path):
+    """Setup 004's D: dropout after each hidden layer (in both phases) and one shuffled batch.
+    Both paths draw the same masks and permutation: G's two passes stay separate here."""
+    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[64,96]", "model.d_hidden=[96,48]",
+                         "model.d_dropout=0.3", "loss.d_batch=shuffled", "model.d_act=relu", "trainer.batch_size=32")
+
+
+def test_dropout_with_separate_batches(mnist_root, tmp_path):
+    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[48]", "model.d_hidden=[48,32]",
+                         "model.d_dropout=0.5", "trainer.d_steps=2")
+
+
 @pytest.mark.parametrize("name", ["hinge", "lsgan"])
 def test_losses_without_closed_form(name, mnist_root, tmp_path):
     assert_same_training(mnist_root, tmp_path, "model.g_hidden=[48]", "model.d_hidden=[48]", f"loss={name}")
@@ -102,7 +114,8 @@ def test_auto_picks_manual_only_where_supported():
     cpu = torch.device("cpu")
     assert use_manual(compose("+experiment=mnist_bce"), cpu)
     assert use_manual(compose("+experiment=mnist_vanilla"), cpu)
-    assert not use_manual(compose("+experiment=mnist_goodfellow"), cpu)  # dropout, shuffled batch
+    assert use_manual(compose("+experiment=mnist_goodfellow"), cpu)  # dropout, shuffled batch
+    assert not use_manual(compose("+experiment=mnist_bce", "model.d_act=elu"), cpu)
     assert not use_manual(compose("+experiment=gaussian1d"), cpu)  # batch-moment features
     assert not use_manual(compose("+experiment=mnist_bce", "trainer.precision=bf16"), cpu)
     assert not use_manual(compose("+experiment=mnist_bce", "trainer.backward=autograd"), cpu)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import RunConfig
+from ganctl.models import Dropout, dropout_mask
 from ganctl.models.linear import _activation_backward, _mm_t, _post_op, Linear, ONEDNN_MIN_MACS
 
 BACKWARDS = ("auto", "autograd", "manual")
@@ -112,6 +113,9 @@ class Chain:
             drop = None
             if i + 1 < len(mods) and isinstance(mods[i + 1], nn.Dropout):
                 drop = mods[i + 1]
+                if not isinstance(drop, Dropout) or drop.inplace or drop.p >= 1:
+                    # Masks must come from models.dropout_mask, as models.Dropout draws them.
+                    raise ValueError(f"manual step: {drop!r} is not ganctl's Dropout with 0 <= p < 1")
                 i += 1
             self.layers.append((lin, *post, drop))
             i += 1
@@ -141,9 +145,9 @@ class Chain:
             trace.outputs.append(x)
             mask = None
             if drop is not None and drop.training and drop.p > 0:
-                # The mask models.Dropout draws on CPU, from the same random numbers.
-                keep = 1.0 - drop.p
-                mask = torch.rand_like(x).lt_(keep).div_(keep)
+                # models.Dropout's mask on CPU, from the same random numbers. (On other devices
+                # models.Dropout uses PyTorch's kernel: the same distribution, another stream.)
+                mask = dropout_mask(x, drop.p)
                 x = x * mask
             trace.masks.append(mask)
         trace.out = x

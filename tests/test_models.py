@@ -76,3 +76,15 @@ def test_cpu_dropout_is_inverted_dropout_with_rate_p():
     # Model builders use it, so checkpoints keep nn.Dropout's (parameter-free) layout.
     _, D = build_models(ModelConfig(arch="mlp", d_dropout=0.3), (1, 28, 28))
     assert any(type(m) is Dropout for m in D.modules())
+
+
+def test_cpu_dropout_unbiased_in_bf16_and_zero_at_p_one():
+    """The uniforms are drawn in fp32: bf16's coarse steps would keep 10.2% at p = 0.9."""
+    from ganctl.models import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000, dtype=torch.bfloat16)
+    y = Dropout(0.9)(x)
+    assert y.dtype == torch.bfloat16
+    assert abs((y != 0).float().mean().item() - 0.1) < 0.002  # sd of the rate: 4.7e-4
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))  # nn.Dropout's answer, not 0/0

@@ -24,6 +24,18 @@ OUTPUTS: dict[str, Callable[[], nn.Module]] = {
 NORMS = ("none", "batch", "layer")
 
 
+def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout's mask for x, already scaled by 1/(1 - p): keep where a uniform draw < 1 - p.
+
+    The draws are fp32 whatever x's dtype: bf16 uniforms are too coarse (p = 0.9 would keep
+    10.2% instead of 10%). The manual training step draws its masks here too, so both steps use
+    the same random numbers.
+    """
+    keep = 1.0 - p
+    mask = torch.rand_like(x, dtype=torch.float32).lt_(keep).div_(keep)
+    return mask if x.dtype == torch.float32 else mask.to(x.dtype)
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout whose CPU mask is drawn as uniform < keep instead of by bernoulli_.
 
@@ -33,10 +45,9 @@ class Dropout(nn.Dropout):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace:
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu" or self.inplace:
             return super().forward(x)
-        keep = 1.0 - self.p
-        return x * torch.rand_like(x).lt_(keep).div_(keep)
+        return x * dropout_mask(x, self.p)
 
 
 def _he_normal(module: nn.Module) -> None:

@@ -151,11 +151,11 @@ def manual_step(device: str) -> bool:
     return use_manual(compose_run_config(["+experiment=mnist_bce"]), torch.device(device))
 
 
-def step_time(device: str, calls: int, rounds: int) -> dict[str, float]:
-    """Seconds of one step's products, each shape timed alone and weighted by its count: per kernel,
-    and "best", the faster kernel for each shape (what a loop that picks per shape could reach)."""
+def step_time(ops, device: str, calls: int, rounds: int) -> dict[str, float]:
+    """Seconds of one step's products `ops`, each shape timed alone and weighted by its count: per
+    kernel, and "best", the faster kernel for each shape (what a loop that picks per shape could reach)."""
     totals = {name: 0.0 for name in [*kernels(device), "best"]}
-    for (kind, m, k, n), count in merged(step_matmuls(shared_g_forward=manual_step(device))).items():
+    for (kind, m, k, n), count in merged(ops).items():
         a, b = operands(kind, m, k, n, device)
         times = {name: time_mm(a, b, calls, rounds, device, name) for name in kernels(device)}
         for name, seconds in times.items():
@@ -199,16 +199,17 @@ def main() -> None:
     import torch
 
     calls, rounds = (5, 2) if args.smoke else (200, 7)
-    ops = step_matmuls(shared_g_forward=manual_step(device))
+    manual = manual_step(device)
+    ops = step_matmuls(shared_g_forward=manual)
     flops = sum(2 * m * k * n * count for _, m, k, n, count in ops)
     reference = sum(2 * m * k * n * count for _, m, k, n, count in step_matmuls(d_weight_grads_in_g_phase=True))
-    times = step_time(device, calls, rounds)
+    times = step_time(ops, device, calls, rounds)
     seconds = times["best"]
     threads = torch.get_num_threads()
     seconds_1t = float("nan")
     if device == "cpu":
         torch.set_num_threads(1)
-        seconds_1t = seconds if threads == 1 else step_time(device, calls, rounds)["best"]
+        seconds_1t = seconds if threads == 1 else step_time(ops, device, calls, rounds)["best"]
         torch.set_num_threads(threads)
     size = 256 if args.smoke else 1024
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
@@ -220,7 +221,7 @@ def main() -> None:
                 f"{len(merged(ops))} distinct shapes timed with {', '.join(kernels(device))}")
     values = {
         "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6,
-        "matmuls_step": sum(c for *_, c in ops), "manual_step": int(manual_step(device)),
+        "matmuls_step": sum(c for *_, c in ops), "manual_step": int(manual),
         "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
         "gflops_square": 2 * size ** 3 / min(square.values()) / 1e9,
         "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,

@@ -106,11 +106,11 @@ class BCE(GANLoss):
 
     # d softplus(x)/dx = sigmoid(x)
     def d_grads(self, s_real, s_fake):
-        loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
-        return loss, torch.sigmoid(s_real).sub_(1).div_(s_real.numel()), torch.sigmoid(s_fake).div_(s_fake.numel())
+        return (self.d_objective(s_real, s_fake), torch.sigmoid(s_real).sub_(1).div_(s_real.numel()),
+                torch.sigmoid(s_fake).div_(s_fake.numel()))
 
     def g_grad(self, s_fake):
-        return F.softplus(-s_fake).mean(), torch.sigmoid(s_fake).sub_(1).div_(s_fake.numel())
+        return self.g_objective(s_fake), torch.sigmoid(s_fake).sub_(1).div_(s_fake.numel())
 
 
 class Minimax(BCE):
@@ -120,7 +120,7 @@ class Minimax(BCE):
         return -F.softplus(fake).mean()
 
     def g_grad(self, s_fake):
-        return -F.softplus(s_fake).mean(), torch.sigmoid(s_fake).neg_().div_(s_fake.numel())
+        return self.g_objective(s_fake), torch.sigmoid(s_fake).neg_().div_(s_fake.numel())
 
 
 class WGANGP(GANLoss):

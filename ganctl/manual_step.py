@@ -32,7 +32,7 @@ from torch import nn
 
 from ganctl.config import RunConfig
 from ganctl.models import Dropout, dropout_mask
-from ganctl.models.linear import _activation_backward, _mm_t, _post_op, Linear, ONEDNN_MIN_MACS
+from ganctl.models.linear import _activation_backward, _mm_t, _post_op, Linear
 
 BACKWARDS = ("auto", "autograd", "manual")
 FUSABLE = ("relu", "leaky_relu", "tanh", "sigmoid")
@@ -97,12 +97,12 @@ class Chain:
 
     def __init__(self, stack: nn.Sequential):
         mods = [m for m in stack if not isinstance(m, nn.Flatten)]
-        self.layers: list[tuple[nn.Linear, str, list, nn.Dropout | None]] = []
+        self.layers: list[tuple[Linear, str, list, Dropout | None]] = []
         i = 0
         while i < len(mods):
             lin = mods[i]
-            if not isinstance(lin, nn.Linear):
-                raise ValueError(f"manual step: {type(lin).__name__} where a Linear layer was expected")
+            if not isinstance(lin, Linear):
+                raise ValueError(f"manual step: {type(lin).__name__} where ganctl's Linear was expected")
             post: tuple[str, list] | None = ("none", [])
             if i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Linear, nn.Dropout)):
                 act = mods[i + 1]
@@ -123,22 +123,16 @@ class Chain:
         self.random = any(d is not None and d.p > 0 for *_, d in self.layers)
 
     @staticmethod
-    def _onednn(lin: nn.Module, a: torch.Tensor, cols: int) -> bool:
-        """Whether lin's forward would send the product a @ (a.shape[1] x cols) to oneDNN."""
-        return (getattr(lin, "onednn", False) and a.shape[0] * a.shape[1] * cols >= ONEDNN_MIN_MACS
-                and a.device.type == "cpu" and a.dtype == torch.float32)
-
-    def _mm(self, lin: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a @ b with the kernel lin's forward would pick for a product of this size."""
-        if self._onednn(lin, a, b.shape[1]):
-            return _mm_t(a, b.t())
-        return a @ b
+    def _mm(fast: bool, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a @ b, on oneDNN where the layer's forward is (every product of a layer on the same rows
+        has the forward's size, so Linear.fast decides for all of them)."""
+        return _mm_t(a, b.t()) if fast else a @ b
 
     def forward(self, x: torch.Tensor) -> Trace:
         trace = Trace()
         for lin, post, args, drop in self.layers:
             trace.inputs.append(x)
-            if self._onednn(lin, x, lin.out_features):
+            if lin.fast(x):
                 x = _mm_t(x, lin.weight, lin.bias, post, args)
             else:
                 x = _APPLY[post](F.linear(x, lin.weight, lin.bias), args)
@@ -165,13 +159,15 @@ class Chain:
             if trace.masks[k] is not None:
                 grad = grad * pick(trace.masks[k])
             grad = _activation_backward(grad, pick(trace.outputs[k]), post, args)
+            x = pick(trace.inputs[k])
+            fast = lin.fast(x)
             if weight_grads:
-                lin.weight.grad = self._mm(lin, grad.t(), pick(trace.inputs[k]))
+                lin.weight.grad = self._mm(fast, grad.t(), x)
                 if lin.bias is not None:
                     lin.bias.grad = grad.sum(0)
             if k == 0 and not input_grad:
                 return None
-            grad = self._mm(lin, grad, lin.weight)
+            grad = self._mm(fast, grad, lin.weight)
         return grad
 
 
@@ -187,6 +183,7 @@ class ManualStep:
         # random stream against the autograd step, so G runs twice there.
         self.shared_g = not (self.D.random or self.shuffled)
         self._next_g: Trace | None = None  # G's pass on the G phase's latents
+        self._no_penalty: torch.Tensor | None = None  # the log row's grad norm: none without a penalty
 
     @torch.no_grad()
     def d_phase(self, real: torch.Tensor, draw_g_latents: bool) -> tuple[torch.Tensor, tuple]:
@@ -214,7 +211,9 @@ class ManualStep:
         if self.shuffled:
             loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
         self.D.backward(d_trace, grad.unsqueeze(1))
-        return loss, (loss, s_real, s_fake, torch.zeros((), device=real.device))
+        if self._no_penalty is None:
+            self._no_penalty = torch.zeros((), device=real.device)
+        return loss, (loss, s_real, s_fake, self._no_penalty)
 
     @torch.no_grad()
     def g_phase(self) -> torch.Tensor:

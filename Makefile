@@ -27,8 +27,11 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
+# The import layers (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md): an upward import or a
+# circle fails here, and CI runs this before the tests.
 lint: install
 	$(BIN)/python -m compileall -q ganctl tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf outputs multirun .pytest_cache

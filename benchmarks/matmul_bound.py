@@ -28,7 +28,7 @@ One result line, `matmul_bound key=value ...`:
   manual_step       1 when ganctl runs mnist_bce with trainer.backward=manual here (the CPU default)
   mm_ms_step        summed time of those products, each timed alone on its shape with the faster
                     of the kernels tried (torch.mm's BLAS; on CPU also oneDNN, which ganctl's
-                    Linear layers use: see ganctl/models/linear.py)
+                    Linear layers use: see ganctl/training/cpu_kernels.py)
   mm_ms_step_blas, mm_ms_step_onednn   the same sum with one kernel throughout
   gflops_shapes     mflop_step / mm_ms_step: this machine's rate on these small shapes
   bound_steps_per_s 1000 / mm_ms_step: no step can be faster than its matmuls
@@ -104,7 +104,7 @@ def operands(kind: str, m: int, k: int, n: int, device: str):
 
 def kernels(device: str) -> list[str]:
     """The matmul kernels to try: the BLAS behind torch.mm, and on CPU oneDNN where PyTorch has it."""
-    from ganctl.models.linear import onednn_available
+    from ganctl.training.cpu_kernels import onednn_available
 
     return ["blas", "onednn"] if device == "cpu" and onednn_available() else ["blas"]
 
@@ -146,7 +146,7 @@ def manual_step(device: str) -> bool:
     import torch
 
     from ganctl.cli import compose_run_config
-    from ganctl.manual_step import use_manual
+    from ganctl.training.manual_step import use_manual
 
     return use_manual(compose_run_config(["+experiment=mnist_bce"]), torch.device(device))
 
@@ -173,22 +173,23 @@ def counted_flops(device: str) -> float:
     except ImportError:
         return float("nan")
     from ganctl.cli import compose_run_config
-    from ganctl.losses import build_loss
-    from ganctl.models import build_models, sample_latent
+    from ganctl.generation import latents
+    from ganctl.losses import LOSSES
+    from ganctl.models import build_models
 
     cfg = compose_run_config(["+experiment=mnist_bce"])
-    # The BLAS path: the counter knows aten.mm/addmm, not oneDNN's op; the FLOPs are the same.
-    G, D = build_models(cfg.model, (1, 28, 28), cpu_matmul="blas")
+    # Plain models (the BLAS path): the counter knows aten.mm/addmm, not oneDNN's op; the FLOPs are the same.
+    G, D = build_models(cfg.model, (1, 28, 28))
     G.to(device)
     D.to(device)
-    loss = build_loss(cfg.loss)
+    loss = LOSSES[cfg.loss.name]
     real = torch.rand(BATCH, 1, 28, 28, device=device) * 2 - 1
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():
-            fake = G(sample_latent(BATCH, cfg.model, device))
-        d_loss, _ = loss.d_phase(D, real, fake, joint=True)
-        d_loss.backward()
-        g_loss = loss.g_phase(D, G(sample_latent(BATCH, cfg.model, device)))
+            fake = G(latents(BATCH, cfg.model, device=device))
+        s_real, s_fake = D(torch.cat([real, fake])).split([BATCH, BATCH])
+        loss.d(s_real, s_fake).backward()
+        g_loss = loss.g(D(G(latents(BATCH, cfg.model, device=device))))
         g_loss.backward(inputs=list(G.parameters()))
     return float(counter.get_total_flops())
 

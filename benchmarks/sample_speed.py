@@ -73,7 +73,9 @@ def measure(args, device: str, n: int, repeats: int, tmp: Path) -> None:
             sample.main([str(run_dir), "-n", str(n), "-o", str(tmp / f"inproc_{r}.npz"), "--device", device])
         inproc.append(n / (time.perf_counter() - start))
 
-    model = sample.load_generator(str(run_dir), torch.device(device))
+    from ganctl.training.checkpoint import load_generator
+
+    model = load_generator(str(run_dir), torch.device(device))
     z = torch.randn(n, model.cfg.model.z_dim)
     gen = []
     with torch.no_grad():

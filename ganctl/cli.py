@@ -32,6 +32,15 @@ def conf_dir() -> Path:
     raise RuntimeError(f"ganctl's conf/ folder is missing next to {here}; reinstall ganctl")
 
 
+def register_schema() -> None:
+    """The typed schema as Hydra's `schema` config, which conf/train.yaml lists first."""
+    from hydra.core.config_store import ConfigStore
+
+    from ganctl.config import RunConfig
+
+    ConfigStore.instance().store(name="schema", node=RunConfig)
+
+
 def fail(err: GanctlError) -> None:
     for line in err.lines:
         print(f"ganctl: {err.prefix}{line}", file=sys.stderr)
@@ -85,7 +94,7 @@ def compose_run_config(overrides: Sequence[str] = ()):
     """The typed RunConfig that `ganctl train OVERRIDES` would run (for tests and benchmarks too)."""
     from hydra import compose, initialize_config_dir
 
-    from ganctl.config import register_schema, to_run_config
+    from ganctl.config import to_run_config
 
     register_schema()
     with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
@@ -109,8 +118,7 @@ def prevalidate(overrides: list[str]) -> None:
     """Compose and check the whole config before Hydra creates a run folder."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from ganctl.config import validate
-    from ganctl.train import check_data, training_device
+    from ganctl.training.validate import check_data, training_device, validate
 
     try:
         typed = compose_run_config(overrides)
@@ -177,9 +185,8 @@ def _resume_target(overrides: Sequence[str]) -> str | None:
 
 def prepare_resume(target: str, overrides: list[str], args: list[str]) -> list[str]:
     """Check a resume before Hydra starts; point Hydra at the checkpoint's own run folder."""
-    from ganctl import checkpoint
-    from ganctl.config import validate
-    from ganctl.train import check_data, training_device
+    from ganctl.training import checkpoint
+    from ganctl.training.validate import check_data, training_device, validate
 
     path = checkpoint.resolve_path(target)
     ckpt = checkpoint.load(path)
@@ -199,8 +206,9 @@ def _train_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from ganctl import checkpoint, train
+    from ganctl import train
     from ganctl.config import to_run_config
+    from ganctl.training import checkpoint
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -239,8 +247,6 @@ def _train_task(cfg) -> float | None:
 
 def train_main(args: list[str]) -> None:
     import hydra
-
-    from ganctl.config import register_schema
 
     register_schema()
     overrides = [a for a in args if not a.startswith("-")]

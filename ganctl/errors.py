@@ -1,4 +1,5 @@
 """The project's own error types: the CLI prints them as one line each, never a traceback."""
+import argparse
 
 
 class GanctlError(Exception):
@@ -52,3 +53,10 @@ class Interrupted(GanctlError):
             f"{signal.Signals(signum).name}: stopped at step {step}; checkpoint {run_dir}/checkpoints/last.pt",
             f"resume with: ganctl train resume={run_dir}",
         )
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as ganctl's one-line error (exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")

@@ -9,18 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganctl import checkpoint, features, images, metrics
-from ganctl.checkpoint import atomic_write
+from ganctl import features, images, metrics
 from ganctl.config import DatasetConfig
-from ganctl.errors import ConfigError, DataError
-from ganctl.sample import ArgumentParser, generate, latents, load_generator
-from ganctl.train import resolve_device
+from ganctl.devices import resolve_device
+from ganctl.errors import ArgumentParser, ConfigError, DataError
+from ganctl.features import PR_K, image_metrics
+from ganctl.files import atomic_write
+from ganctl.generation import generate, seeded
+from ganctl.training import checkpoint
+from ganctl.training.checkpoint import load_generator
 
 DATASETS = ("mnist", "svhn", "gaussian1d")
 SPLITS = ("train", "test", "extra")
 FEATURES = ("ganctl", "inception")
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
-PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
 
 
 def build_parser() -> ArgumentParser:
@@ -147,23 +149,6 @@ def load_npz(path: Path, dataset: str) -> torch.Tensor:
     return x
 
 
-def image_metrics(x: torch.Tensor, fm: features.FeatureModel, device: torch.device, batch_size: int,
-                  pr_samples: int, seed: int) -> dict:
-    """Every image metric of uint8 samples against the cached real statistics."""
-    feats, probs = features.embed_all(fm.net, x, device, batch_size)
-    mu, sigma = metrics.feature_stats(feats)
-    out = {"fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
-           "classifier_score": metrics.classifier_score(probs)}
-    out.update(metrics.class_coverage(probs.argmax(axis=1), features.NUM_CLASSES))
-    m = min(pr_samples, len(feats), len(fm.real_features))
-    rng = np.random.default_rng(seed)
-    fake_sub = feats[rng.permutation(len(feats))[:m]]
-    real_sub = fm.real_features[rng.permutation(len(fm.real_features))[:m]]
-    out.update(metrics.precision_recall(real_sub, fake_sub, k=PR_K))
-    out["pr_samples"] = m
-    return out
-
-
 def default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}_eval.json")
 
@@ -218,8 +203,8 @@ def main(argv: list[str]) -> None:
     out_path = Path(args.output) if args.output else default_output(source)
 
     if dcfg.name == "gaussian1d":
-        z = latents(args.n, model.cfg, args.seed)
-        values = generate(model, z, args.batch_size, device).numpy()
+        z = seeded(args.n, model.cfg.model, args.seed)
+        values = generate(model.G, z, args.batch_size).numpy()
         result = metrics.gaussian1d_stats(values, dcfg.mean, dcfg.std)
         report.update(n=args.n, target={"mean": dcfg.mean, "std": dcfg.std}, metrics=result)
         line = (f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
@@ -227,9 +212,9 @@ def main(argv: list[str]) -> None:
                 f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})")
     else:
         if x is None:
-            z = latents(args.n, model.cfg, args.seed)
+            z = seeded(args.n, model.cfg.model, args.seed)
             to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
-            x = generate(model, z, args.batch_size, device, progress=True, convert=to_pixels)
+            x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels)
         if len(x) < 2:
             raise ConfigError(f"{target} holds {len(x)} image; accepted: at least 2 samples")
         report["n"] = len(x)

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganctl.checkpoint import atomic_write
+from ganctl.files import atomic_write
 from ganctl.config import DatasetConfig
 from ganctl.data import SPLITS, data_root, load_mnist, load_svhn, locate_mnist, locate_svhn
 from ganctl.errors import DataError
+from ganctl import metrics
 from ganctl.metrics import feature_stats
 
 CACHE_FORMAT = 1
@@ -29,6 +30,7 @@ CACHE_DIR = "ganctl_features"
 IMAGE_DATASETS = ("mnist", "svhn")
 NUM_CLASSES = 10
 HELD_OUT = 1000  # the last images of the split; never trained on, they measure the accuracy
+PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
 REAL_FEATURES_KEPT = 5000  # real features stored for precision/recall (a fixed random subset)
 MNIST_LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
 
@@ -171,7 +173,18 @@ def fallback_cache_path(cfg: DatasetConfig, checksum: str) -> Path:
 
 def fit(cfg: DatasetConfig, device: torch.device, epochs: int = 4, seed: int = 0,
         progress: bool = True) -> FeatureModel:
-    """Train the feature network on the split, measure it, cache it with the real statistics."""
+    """Train the feature network on the split, measure it, cache it with the real statistics.
+
+    Its random draws come from forked streams: a training run that evaluates (trainer.eval_every)
+    fits this net mid-run, and reseeding the global stream there would make every seed of a sweep
+    continue on one shared stream.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _fit(cfg, device, epochs, progress)
+
+
+def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool) -> FeatureModel:
     check_dataset(cfg.name)
     if cfg.split not in SPLITS:
         raise DataError(f"split {cfg.split!r} is invalid; accepted: {', '.join(SPLITS)}")
@@ -180,7 +193,6 @@ def fit(cfg: DatasetConfig, device: torch.device, epochs: int = 4, seed: int = 0
     hold = held_out_size(n)
     if n - hold < 10:
         raise DataError(f"{real.files[0]} has {n} images; the feature network needs at least {hold + 10}")
-    torch.manual_seed(seed)
     _, channels, size, _ = real.images.shape
     net = FeatureNet(channels, size).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -260,3 +272,20 @@ def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True)
             print(f"ganctl: no feature network for {cfg.name} {cfg.split} yet; training one", flush=True)
         model = fit(cfg, device, progress=progress)
     return model
+
+
+def image_metrics(x: torch.Tensor, fm: FeatureModel, device: torch.device, batch_size: int,
+                  pr_samples: int, seed: int) -> dict:
+    """Every image metric of uint8 samples against the cached real statistics."""
+    feats, probs = embed_all(fm.net, x, device, batch_size)
+    mu, sigma = feature_stats(feats)
+    out = {"fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
+           "classifier_score": metrics.classifier_score(probs)}
+    out.update(metrics.class_coverage(probs.argmax(axis=1), NUM_CLASSES))
+    m = min(pr_samples, len(feats), len(fm.real_features))
+    rng = np.random.default_rng(seed)
+    fake_sub = feats[rng.permutation(len(feats))[:m]]
+    real_sub = fm.real_features[rng.permutation(len(fm.real_features))[:m]]
+    out.update(metrics.precision_recall(real_sub, fake_sub, k=PR_K))
+    out["pr_samples"] = m
+    return out

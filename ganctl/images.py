@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ganctl.checkpoint import atomic_write
+from ganctl.files import atomic_write
 
 
 def save_png(image: Image.Image, path: Path) -> None:

@@ -10,12 +10,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.checkpoint import atomic_write
+from ganctl.files import atomic_write
 from ganctl.config import RunConfig
 from ganctl.errors import ConfigError
-from ganctl.sample import ArgumentParser, LoadedGenerator, claim_output, generate, latents, load_generator, \
-    output_kind, write_folder
-from ganctl.train import resolve_device
+from ganctl.devices import resolve_device
+from ganctl.errors import ArgumentParser
+from ganctl.generation import generate, seeded
+from ganctl.sample import claim_output, output_kind, write_folder
+from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 MODES = ("slerp", "lerp")
 OUTPUTS = (".png", ".gif", ".pt", "folder")
@@ -119,9 +121,9 @@ def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
                               f"accepted: 0..{len(z) - 1}")
         return z[index].unsqueeze(0), f"rows {', '.join(map(str, index))} of {args.from_file}"
     if args.from_seed is not None:
-        a, b = latents(1, cfg, args.from_seed), latents(1, cfg, args.to_seed)
+        a, b = seeded(1, cfg.model, args.from_seed), seeded(1, cfg.model, args.to_seed)
         return torch.stack([a[0], b[0]]).unsqueeze(0), f"seed {args.from_seed} -> seed {args.to_seed}"
-    z = latents(args.rows * m, cfg, args.seed)
+    z = seeded(args.rows * m, cfg.model, args.seed)
     return z.view(args.rows, m, -1), f"random points, seed {args.seed}"
 
 
@@ -324,7 +326,7 @@ def main(argv: list[str]) -> None:
     points, origin = choose_points(args, model.cfg)
     z, positions = latent_path(points, args.steps, mode, closed=args.waypoints is not None)
     rows, frames = z.shape[:2]
-    x = generate(model, z.flatten(0, 1), args.batch_size, device, progress=True)
+    x = generate(model.G, z.flatten(0, 1), args.batch_size, progress=True)
     x = x.view(rows, frames, *x.shape[1:])
     render(x, positions, points, model, out, mode, args.fps, args.zoom, args.force)
     print(f"ganctl: wrote {rows} x {frames} frames ({mode}, {origin}) to {out}"

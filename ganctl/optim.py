@@ -1,7 +1,7 @@
 """Optimisers for G and D from one shared config with per-network overrides."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
@@ -43,46 +43,3 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, whic
     flags.pop("fused", None)  # RMSprop has no fused kernel
     return torch.optim.RMSprop(params, lr=s["lr"], momentum=s["momentum"],
                                weight_decay=s["weight_decay"], **flags)
-
-
-def stepper(opt: torch.optim.Optimizer) -> Callable[[], None]:
-    """opt.step, or where it is fused Adam on CPU, the same update without Optimizer.step's Python.
-
-    For setup 001 that Python (hooks, grouping tensors by device, per-step .to() calls) cost about
-    as much as the fused kernel itself, ~0.1 ms per optimiser per step on the development machine.
-    The direct call passes Adam's own state tensors to the same kernel in the same way
-    (torch.optim.adam._fused_adam), so results, state dicts and checkpoints are unchanged; the
-    first step goes through opt.step, which creates the state.
-    """
-    kernel = getattr(torch, "_fused_adam_", None)
-    groups = opt.param_groups
-    if (type(opt) is not torch.optim.Adam or kernel is None
-            or not all(g.get("fused") and not g["amsgrad"] and not g["maximize"] and not g["capturable"]
-                       and not g["differentiable"] and not g.get("decoupled_weight_decay", False)
-                       for g in groups)
-            or any(p.device.type != "cpu" or p.dtype != torch.float32 for g in groups for p in g["params"])):
-        return opt.step
-    one = torch.ones(())
-
-    def step() -> None:
-        work = []
-        for group in opt.param_groups:  # not `groups`: load_state_dict replaces the list
-            params = [p for p in group["params"] if p.grad is not None]
-            states = [opt.state.get(p) for p in params]
-            if not all(states):  # the first step: let Adam create its state
-                opt.step()
-                return
-            work.append((group, params, states))
-        for group, params, states in work:
-            if not params:
-                continue
-            steps = [s["step"] for s in states]
-            # A list of tensor ones: with the scalar 1, CPU foreach converts it once per tensor (3x slower).
-            torch._foreach_add_(steps, [one] * len(steps))
-            beta1, beta2 = group["betas"]
-            kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                   [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                   beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                   grad_scale=None, found_inf=None)
-
-    return step

@@ -8,12 +8,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.checkpoint import atomic_write
-from ganctl.errors import ConfigError
+from ganctl.files import atomic_write
+from ganctl.errors import ArgumentParser, ConfigError
 
 FIELDS = ["job", "overrides", "status", "steps", "d_loss", "g_loss", "steps_per_s", "metric", "metric_value",
           "last_checkpoint", "error"]
@@ -157,19 +156,7 @@ def report(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-class SweepSummary(Callback):
-    """Hydra callback (conf/train.yaml): writes summary.csv/md when a multirun ends."""
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            rows = summarise(sweep_dir)
-            failed = sum(r["status"] == "error" for r in rows)
-            print(f"ganctl: sweep of {len(rows)} jobs ({failed} failed): {sweep_dir / 'summary.md'}")
-
-
 def main(argv: list[str]) -> None:
-    from ganctl.sample import ArgumentParser
 
     parser = ArgumentParser(prog="ganctl report", description="Summarise a sweep folder (multirun/DATE/TIME).")
     parser.add_argument("sweep_dir", help="a multirun folder holding job folders 0/, 1/, ...")

@@ -1,94 +1,23 @@
 """ganctl sample: draw samples from a trained generator into a grid, files, .npz, .pt or stats."""
 from __future__ import annotations
 
-import argparse
 import io
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ganctl import checkpoint, images
-from ganctl.checkpoint import atomic_write
-from ganctl.config import RunConfig, to_run_config
-from ganctl.errors import CheckpointError, ConfigError
-from ganctl.models import build_models
-from ganctl.train import resolve_device
+from ganctl import images
+from ganctl.devices import resolve_device
+from ganctl.errors import ArgumentParser, ConfigError
+from ganctl.files import atomic_write
+from ganctl.generation import generate, seeded
+from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 IMAGE_OUTPUTS = (".png", ".npz", ".pt", "folder")
 VALUE_OUTPUTS = (".png", ".npy", ".csv", ".pt")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad option as ganctl's one-line error (exit 2)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")
-
-
-@dataclass
-class LoadedGenerator:
-    G: torch.nn.Module
-    cfg: RunConfig
-    data_shape: tuple[int, ...]
-    path: Path
-    ema: bool
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.data_shape) == 3
-
-
-def load_generator(path: str, device: torch.device, use_ema: bool = True) -> LoadedGenerator:
-    """The generator of a checkpoint (or run folder), on `device`, in eval mode."""
-    ckpt = checkpoint.load(path, map_location=device)
-    resolved = checkpoint.resolve_path(path)
-    try:
-        cfg = to_run_config(ckpt["config"])
-        shape = tuple(int(s) for s in ckpt["data_shape"])
-        G, _ = build_models(cfg.model, shape)
-        ema = use_ema and ckpt.get("G_ema") is not None
-        G.load_state_dict(ckpt["G_ema"] if ema else ckpt["G"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc).splitlines()[0][:160]
-        raise CheckpointError(f"{resolved}: generator does not match its recorded config ({reason})") from None
-    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema)
-
-
-def latents(n: int, cfg: RunConfig, seed: int, truncation: float | None = None) -> torch.Tensor:
-    """n latent vectors from the training distribution, drawn on the CPU so every device agrees."""
-    gen = torch.Generator().manual_seed(seed)
-    m = cfg.model
-    if m.latent == "uniform":
-        return torch.rand(n, m.z_dim, generator=gen)
-    z = torch.randn(n, m.z_dim, generator=gen)
-    if truncation is not None:
-        # Truncation trick: redraw entries beyond +-T until none is left.
-        mask = z.abs() > truncation
-        while mask.any():
-            z[mask] = torch.randn(int(mask.sum()), generator=gen)
-            mask = z.abs() > truncation
-    return z
-
-
-@torch.no_grad()
-def generate(model: LoadedGenerator, z: torch.Tensor, batch_size: int, device: torch.device,
-             progress: bool = False, convert: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """G(z) on the CPU, computed on `device` in batches so memory stays bounded.
-
-    `convert` maps each batch before it is kept (e.g. to uint8 pixels): 50,000 SVHN samples are
-    600 MB as float32 but 150 MB as uint8, so large draws never hold the float copy.
-    """
-    chunks = []
-    starts = range(0, z.shape[0], batch_size)
-    for start in tqdm(starts, desc="sample", unit="batch", disable=not progress or len(starts) < 2):
-        x = model.G(z[start : start + batch_size].to(device)).float()
-        chunks.append((convert(x) if convert is not None else x).cpu())
-    return torch.cat(chunks)
 
 
 def output_kind(out: Path) -> str:
@@ -204,11 +133,11 @@ def main(argv: list[str]) -> None:
     if args.save_latents:
         claim_output(Path(args.save_latents), args.force)
 
-    z = latents(args.n, model.cfg, args.seed, args.truncation)
+    z = seeded(args.n, model.cfg.model, args.seed, args.truncation)
     to_pixels = None
     if model.is_image and kind != ".pt":
         to_pixels = lambda batch: images.to_uint8(batch, model.cfg.dataset.range)  # noqa: E731
-    x = generate(model, z, args.batch_size, device, progress=True, convert=to_pixels)
+    x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels)
     if model.is_image:
         save_images(x, model, out, args.nrow, args.force)
     else:

@@ -17,6 +17,24 @@ torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """The CPU suite runs on the CPU on every machine: `trainer.device=auto` would otherwise pick a
+    GPU where one exists, turning CPU tests (bitwise resume, refusals of cuda, gloo DDP) into
+    something else. Only `pytest -m cuda` (make gpu-check) sees the GPUs. CUDA initialises lazily,
+    so hiding the devices here, before any test runs, holds for this process and its children."""
+    if "cuda" not in (config.getoption("markexpr") or ""):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run with pytest -m cuda on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import compose
-from ganctl import checkpoint
+from ganctl.training import checkpoint
 from ganctl.cli import main
 from ganctl.train import run
 

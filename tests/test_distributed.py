@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import compose
-from ganctl import checkpoint
+from ganctl.training import checkpoint
 from ganctl.cli import resume_config
 from ganctl.train import run
 

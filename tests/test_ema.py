@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from conftest import compose
-from ganctl import checkpoint
+from ganctl.training import checkpoint
 from ganctl.cli import resume_config
 from ganctl.ema import EMA
 from ganctl.train import run

@@ -10,7 +10,10 @@ from PIL import Image, ImageSequence
 
 from conftest import compose, run_cli
 from ganctl import interpolate, sample, train
+from ganctl import images
 from ganctl.errors import ConfigError
+from ganctl.generation import generate, seeded
+from ganctl.training.checkpoint import load_generator
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,8 @@ def gaussian_run(tmp_path_factory):
 
 
 def G_of(run_dir, z: torch.Tensor) -> torch.Tensor:
-    model = sample.load_generator(str(run_dir), torch.device("cpu"))
-    return sample.generate(model, z, 500, torch.device("cpu"))
+    model = load_generator(str(run_dir), torch.device("cpu"))
+    return generate(model.G, z, 500)
 
 
 # ---- path maths -------------------------------------------------------------------------------
@@ -132,8 +135,8 @@ def test_seed_endpoints_are_the_samples_of_those_seeds(mnist_run, tmp_path):
     torch.testing.assert_close(x[0, 0], torch.load(tmp_path / "a.pt", weights_only=True)[0])
     torch.testing.assert_close(x[0, -1], torch.load(tmp_path / "b.pt", weights_only=True)[0])
     # In between: G of the slerp latents, nothing else.
-    cfg = sample.load_generator(str(mnist_run), torch.device("cpu")).cfg
-    z = interpolate.slerp(sample.latents(1, cfg, 3), sample.latents(1, cfg, 7), torch.linspace(0, 1, 6))[0]
+    cfg = load_generator(str(mnist_run), torch.device("cpu")).cfg
+    z = interpolate.slerp(seeded(1, cfg.model, 3), seeded(1, cfg.model, 7), torch.linspace(0, 1, 6))[0]
     torch.testing.assert_close(x[0], G_of(mnist_run, z))
     # lerp shares the endpoints but not the middle.
     interpolate.main([str(mnist_run), "--from-seed", "3", "--to-seed", "7", "--steps", "6", "--mode", "lerp",
@@ -202,8 +205,8 @@ def test_gaussian_plot_and_values_along_the_path(gaussian_run, tmp_path, capsys)
     assert "(lerp," in capsys.readouterr().out
     x = torch.load(tmp_path / "g.pt", weights_only=True)
     assert x.shape == (3, 9, 1) and torch.isfinite(x).all()
-    cfg = sample.load_generator(str(gaussian_run), torch.device("cpu")).cfg
-    points = sample.latents(6, cfg, 0).view(3, 2, 1)
+    cfg = load_generator(str(gaussian_run), torch.device("cpu")).cfg
+    points = seeded(6, cfg.model, 0).view(3, 2, 1)
     z = interpolate.lerp(points[:, 0], points[:, 1], torch.linspace(0, 1, 9))
     torch.testing.assert_close(x, G_of(gaussian_run, z.reshape(-1, 1)).view(3, 9, 1))
 

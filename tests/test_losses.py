@@ -1,12 +1,13 @@
-"""Each loss's value and gradient sign on cases worked out by hand."""
+"""Each loss's value and gradient sign on cases worked out by hand; the step's D scoring and log stats."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from ganctl.config import LossConfig
-from ganctl.losses import LOSSES, build_loss
+from ganctl.losses import LOSSES, gradient_penalty
+from ganctl.training.distributed import Rank
+from ganctl.training.step import AutogradStep, Precision
 from conftest import compose
 
 LN2 = math.log(2.0)
@@ -30,9 +31,9 @@ def scores(*values):
     ],
 )
 def test_loss_values(name, real, fake, d_expected, g_expected):
-    loss = build_loss(LossConfig(name=name))
-    assert loss.d_objective(scores(*real), scores(*fake)).item() == pytest.approx(d_expected)
-    assert loss.g_objective(scores(*fake)).item() == pytest.approx(g_expected)
+    loss = LOSSES[name]
+    assert loss.d(scores(*real), scores(*fake)).item() == pytest.approx(d_expected)
+    assert loss.g(scores(*fake)).item() == pytest.approx(g_expected)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -41,12 +42,12 @@ def test_gradient_signs(name):
 
     Scores lie in (0, 1), where every loss is still in its active region (LSGAN's targets are 0 and 1).
     """
-    loss = build_loss(LossConfig(name=name))
+    loss = LOSSES[name]
     real, fake = scores(0.3, 0.6), scores(0.4, 0.1)
-    loss.d_objective(real, fake).backward()
+    loss.d(real, fake).backward()
     assert (real.grad < 0).all() and (fake.grad > 0).all()
     fake_g = scores(0.4, 0.1)
-    loss.g_objective(fake_g).backward()
+    loss.g(fake_g).backward()
     assert (fake_g.grad < 0).all()
 
 
@@ -54,8 +55,8 @@ def test_minimax_saturates_where_non_saturating_does_not():
     """Where D confidently rejects fakes, log(1 - D(G(z))) gives G almost no gradient."""
     confident = -10.0
     mm, ns = scores(confident), scores(confident)
-    build_loss(LossConfig(name="minimax")).g_objective(mm).backward()
-    build_loss(LossConfig(name="bce")).g_objective(ns).backward()
+    LOSSES["minimax"].g(mm).backward()
+    LOSSES["bce"].g(ns).backward()
     assert abs(mm.grad.item()) == pytest.approx(1 / (1 + math.exp(10)), rel=1e-6)
     assert ns.grad.item() == pytest.approx(-1 / (1 + math.exp(-10)), rel=1e-6)
 
@@ -71,22 +72,51 @@ class LinearCritic(nn.Module):
         return self.lin(x).squeeze(1)
 
 
+class NoOpt:
+    """The optimiser slots of a step whose updates these tests never apply."""
+
+    param_groups: list = []
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+    def step(self):
+        raise AssertionError("these tests compute D's loss only")
+
+
+def d_step(D, loss_name, shuffled=False, joint=False, gp_weight=10.0):
+    """An autograd GAN step around a bare D: only its scoring and loss (d_grads) are exercised."""
+    G = nn.Identity()
+    return AutogradStep(G, D, NoOpt(), NoOpt(), LOSSES[loss_name], None, 0, Precision("fp32", torch.device("cpu")),
+                        False, Rank(), torch.device("cpu"), G_run=G, D_run=D, D_g_phase=D, D_penalty=D,
+                        joint=joint, shuffled=shuffled, gp_weight=gp_weight)
+
+
+def d_loss(step, real, fake):
+    """D's loss and log stats for a given fake batch (the step normally draws it from G)."""
+    step.G_run, step.latent = (lambda z: fake), (lambda n: None)
+    return step.d_grads(real, last=True)
+
+
 def test_gradient_penalty_hand_computed():
     """D(x) = w.x has gradient w everywhere: penalty (|w| - 1)^2, d/dw = 2(|w| - 1) w / |w|."""
     torch.manual_seed(0)
     D = LinearCritic([3.0, 4.0])
     real, fake = torch.randn(8, 2), torch.randn(8, 2)
-    loss = build_loss(LossConfig(name="wgan_gp", gp_weight=10.0))
-    gp, norm = loss.penalty(D, real, fake)
+    gp, norm = gradient_penalty(D, real, fake)
     assert gp.item() == pytest.approx(16.0, rel=1e-5)
     assert norm.item() == pytest.approx(5.0, rel=1e-5)
     gp.backward()
     assert D.lin.weight.grad.flatten().tolist() == pytest.approx([4.8, 6.4], rel=1e-5)
+    # fp16's scaled inner gradient (AMP's recipe) is the same penalty once unscaled.
+    gp_scaled, _ = gradient_penalty(D, real, fake, scale=torch.tensor(1024.0))
+    assert gp_scaled.item() == pytest.approx(16.0, rel=1e-5)
 
-    total, stats = loss.d_phase(D, real, fake)
+    step = d_step(D, "wgan_gp")
+    total, stats = d_loss(step, real, fake)
     wasserstein = D(fake).mean() - D(real).mean()
     assert total.item() == pytest.approx(wasserstein.item() + 10.0 * 16.0, rel=1e-5)
-    assert loss.summarise([stats])[3].item() == pytest.approx(5.0, rel=1e-5)
+    assert step.summarise([stats])[3].item() == pytest.approx(5.0, rel=1e-5)
 
 
 def test_shuffled_batch_is_half_the_separate_sum():
@@ -94,17 +124,17 @@ def test_shuffled_batch_is_half_the_separate_sum():
     torch.manual_seed(0)
     D = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1), nn.Flatten(0))
     real, fake = torch.randn(6, 5), torch.randn(6, 5) + 1.0
-    bce, bce_shuffled = build_loss(LossConfig(name="bce")), build_loss(LossConfig(name="bce", d_batch="shuffled"))
-    separate, sep_raw = bce.d_phase(D, real, fake)
-    shuffled, shuf_raw = bce_shuffled.d_phase(D, real, fake)
-    sep_stats, shuf_stats = bce.summarise([sep_raw]), bce_shuffled.summarise([shuf_raw])
+    separate_step, shuffled_step = d_step(D, "bce"), d_step(D, "bce", shuffled=True)
+    separate, sep_raw = d_loss(separate_step, real, fake)
+    shuffled, shuf_raw = d_loss(shuffled_step, real, fake)
+    sep_stats, shuf_stats = separate_step.summarise([sep_raw]), shuffled_step.summarise([shuf_raw])
     assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
     # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
     assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)
 
 
 def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
-    """The loop scores real and fake in one D forward only for a D that treats rows independently."""
+    """The step scores real and fake in one D forward only for a D that treats rows independently."""
     from ganctl.models import build_models, rows_independent
 
     cfg = compose("+experiment=mnist_bce")
@@ -112,14 +142,15 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
     _, D = build_models(cfg.model, (1, 28, 28))
     assert rows_independent(D)
     real, fake = torch.rand(16, 1, 28, 28) * 2 - 1, torch.rand(16, 1, 28, 28) * 2 - 1
-    loss = build_loss(cfg.loss)
-    (l_two, s_two), (l_one, s_one) = loss.d_phase(D, real, fake), loss.d_phase(D, real, fake, joint=True)
+    two, one = d_step(D, "bce"), d_step(D, "bce", joint=True)
+    l_two, s_two = d_loss(two, real, fake)
+    g2 = [p.grad.clone() for p in D.parameters()]
+    D.zero_grad(set_to_none=True)
+    l_one, s_one = d_loss(one, real, fake)
     torch.testing.assert_close(l_one, l_two)
-    torch.testing.assert_close(loss.summarise([s_one]), loss.summarise([s_two]))
-    g1 = torch.autograd.grad(l_one, list(D.parameters()))
-    g2 = torch.autograd.grad(l_two, list(D.parameters()))
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(one.summarise([s_one]), two.summarise([s_two]))
+    for p, b in zip(D.parameters(), g2):
+        torch.testing.assert_close(p.grad, b)
     # Batch norm (DCGAN with d_norm=batch) and setup 002's batch moments mix the rows.
     assert not rows_independent(build_models(compose("+experiment=gaussian1d").model, (1,))[1])
     dcgan = compose("+experiment=svhn_wgan_gp", "model.d_norm=batch").model
@@ -128,10 +159,10 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
 
 def test_log_row_is_the_mean_over_the_steps_it_covers():
     """The loop keeps each step's raw scores and reduces them once per log row."""
-    loss = build_loss(LossConfig(name="bce"))
+    step = d_step(nn.Identity(), "bce")
     raws = [(torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
             for i in range(3)]
-    row = loss.summarise(raws)
+    row = step.summarise(raws)
     assert row[0].item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
     expected_real = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0])).mean().item()
     assert row[1].item() == pytest.approx(expected_real)  # D(x): mean of the per-step means

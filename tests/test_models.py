@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ganctl.config import ModelConfig
-from ganctl.models import build_models, sample_latent
+from ganctl.generation import latents
+from ganctl.models import build_models
 from ganctl.models.mlp import BatchMoments
 
 
@@ -14,7 +15,7 @@ from ganctl.models.mlp import BatchMoments
 def test_image_shapes(arch, shape):
     cfg = ModelConfig(arch=arch, width=8, g_hidden=[16], d_hidden=[16], z_dim=12)
     G, D = build_models(cfg, shape)
-    z = sample_latent(5, cfg, "cpu")
+    z = latents(5, cfg, device="cpu")
     x = G(z)
     assert x.shape == (5, *shape)
     assert x.min() >= -1 and x.max() <= 1  # tanh output
@@ -43,7 +44,7 @@ def test_batch_moments_match_numpy_definitions():
 def test_gaussian_model_judges_whole_batch():
     G, D = build_models(ModelConfig(z_dim=1, latent="uniform", g_hidden=[5, 5], g_act="tanh", g_out="none",
                                     d_hidden=[10, 10], d_act="sigmoid", d_features="moments"), (1,))
-    z = sample_latent(500, ModelConfig(z_dim=1, latent="uniform"), "cpu")
+    z = latents(500, ModelConfig(z_dim=1, latent="uniform"), device="cpu")
     assert 0 <= z.min() and z.max() < 1
     assert D(G(z)).shape == (1,)
 
@@ -57,9 +58,9 @@ def test_he_normal_init_scale():
 
 
 def test_cpu_dropout_is_inverted_dropout_with_rate_p():
-    """models.Dropout's uniform-draw mask: drops a fraction p, scales the rest by 1/(1-p), and
+    """The CPU Dropout's uniform-draw mask: drops a fraction p, scales the rest by 1/(1-p), and
     backpropagates through the same mask; eval mode is the identity."""
-    from ganctl.models import Dropout
+    from ganctl.training.cpu_kernels import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(0.3)
@@ -73,14 +74,19 @@ def test_cpu_dropout_is_inverted_dropout_with_rate_p():
     assert not torch.equal(drop(x), y)  # a fresh mask per call
     drop.eval()
     assert torch.equal(drop(x), x)
-    # Model builders use it, so checkpoints keep nn.Dropout's (parameter-free) layout.
+    # CPU training re-classes the models' nn.Dropout to it; checkpoints keep nn.Dropout's
+    # (parameter-free) layout.
+    from ganctl.training.cpu_kernels import accelerate
+
     _, D = build_models(ModelConfig(arch="mlp", d_dropout=0.3), (1, 28, 28))
-    assert any(type(m) is Dropout for m in D.modules())
+    keys = list(D.state_dict())
+    accelerate(D, onednn=False)
+    assert any(type(m) is Dropout for m in D.modules()) and list(D.state_dict()) == keys
 
 
 def test_cpu_dropout_unbiased_in_bf16_and_zero_at_p_one():
     """The uniforms are drawn in fp32: bf16's coarse steps would keep 10.2% at p = 0.9."""
-    from ganctl.models import Dropout
+    from ganctl.training.cpu_kernels import Dropout
 
     torch.manual_seed(0)
     x = torch.ones(400, 1000, dtype=torch.bfloat16)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import REPO, compose, run_cli
-from ganctl import checkpoint
+from ganctl.training import checkpoint
 from ganctl.cli import resume_config
 from ganctl.train import run
 

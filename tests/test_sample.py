@@ -11,7 +11,10 @@ from PIL import Image
 
 from conftest import compose
 from ganctl import sample, train
+from ganctl import images
 from ganctl.errors import ConfigError
+from ganctl.generation import generate, seeded
+from ganctl.training.checkpoint import load_generator
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +55,21 @@ def test_checkpoint_saved_on_cuda_loads_on_cpu(mnist_run, tmp_path):
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(cuda_ckpt, weights_only=True)  # the failure map_location exists to avoid
     cpu = torch.device("cpu")
-    model = sample.load_generator(str(cuda_ckpt), cpu)
+    model = load_generator(str(cuda_ckpt), cpu)
     assert all(p.device == cpu for p in model.G.parameters())
-    z = sample.latents(8, model.cfg, 0)
-    reference = sample.load_generator(str(mnist_run), cpu)
-    torch.testing.assert_close(sample.generate(model, z, 8, cpu), sample.generate(reference, z, 8, cpu))
+    z = seeded(8, model.cfg.model, 0)
+    reference = load_generator(str(mnist_run), cpu)
+    torch.testing.assert_close(generate(model.G, z, 8), generate(reference.G, z, 8))
 
 
 def test_batches_and_uint8_conversion_change_nothing(mnist_run, tmp_path):
     cpu = torch.device("cpu")
-    model = sample.load_generator(str(mnist_run), cpu)
-    z = sample.latents(70, model.cfg, 2)
-    whole = sample.generate(model, z, 70, cpu)
-    torch.testing.assert_close(sample.generate(model, z, 16, cpu), whole)
-    to_pixels = lambda x: sample.images.to_uint8(x, model.cfg.dataset.range)  # noqa: E731
-    pixels = sample.generate(model, z, 16, cpu, convert=to_pixels)
+    model = load_generator(str(mnist_run), cpu)
+    z = seeded(70, model.cfg.model, 2)
+    whole = generate(model.G, z, 70)
+    torch.testing.assert_close(generate(model.G, z, 16), whole)
+    to_pixels = lambda x: images.to_uint8(x, model.cfg.dataset.range)  # noqa: E731
+    pixels = generate(model.G, z, 16, convert=to_pixels)
     assert pixels.dtype == torch.uint8 and torch.equal(pixels, to_pixels(whole))
 
 
@@ -80,7 +83,7 @@ def test_many_samples_in_batches_npz_pt_and_folder(mnist_run, tmp_path, capsys):
     raw = torch.load(tmp_path / "s.pt", weights_only=True)
     assert raw.shape == (1200, 1, 28, 28) and raw.dtype == torch.float32 and raw.abs().max() <= 1
     # The .npz is the raw tensor's pixels: one conversion, whatever the batch size.
-    assert np.array_equal(arr, sample.images.to_uint8(raw, [-1.0, 1.0])[:, 0].numpy())
+    assert np.array_equal(arr, images.to_uint8(raw, [-1.0, 1.0])[:, 0].numpy())
     sample.main([str(mnist_run), "-n", "12", "-o", str(tmp_path / "digits")])
     files = sorted((tmp_path / "digits").iterdir())
     assert [f.name for f in files] == [f"{i:06d}.png" for i in range(12)]
@@ -88,10 +91,10 @@ def test_many_samples_in_batches_npz_pt_and_folder(mnist_run, tmp_path, capsys):
 
 
 def test_truncation_bounds_gaussian_latents(mnist_run, tmp_path):
-    cfg = sample.load_generator(str(mnist_run), torch.device("cpu")).cfg
-    z = sample.latents(2000, cfg, 0, truncation=0.5)
+    cfg = load_generator(str(mnist_run), torch.device("cpu")).cfg
+    z = seeded(2000, cfg.model, 0, truncation=0.5)
     assert z.abs().max() <= 0.5 and z.std() < 0.35
-    assert torch.equal(z, sample.latents(2000, cfg, 0, truncation=0.5))
+    assert torch.equal(z, seeded(2000, cfg.model, 0, truncation=0.5))
     sample.main([str(mnist_run), "-n", "4", "--truncation", "0.5", "-o", str(tmp_path / "t.png"),
                  "--save-latents", str(tmp_path / "z.pt")])
     assert torch.load(tmp_path / "z.pt", weights_only=True).abs().max() <= 0.5

@@ -40,7 +40,7 @@ def test_hydra_config_composes():
     """The Hydra config with the sweep callback composes."""
     proc = run_cli("train", "--cfg", "hydra")
     assert proc.returncode == 0, proc.stderr
-    assert "ganctl.report.SweepSummary" in proc.stdout
+    assert "ganctl.sweep_callback.SweepSummary" in proc.stdout
 
 
 def test_launcher_configs_compose():

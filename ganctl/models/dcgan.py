@@ -6,7 +6,6 @@ from torch import nn
 
 from ganctl import models
 from ganctl.config import ModelConfig
-from ganctl.models.linear import Linear
 
 
 def _base_size(size: int) -> tuple[int, int]:
@@ -29,7 +28,7 @@ class Generator(nn.Module):
         widths = [cfg.width * 2 ** i for i in reversed(range(ups))]  # e.g. 256, 128, 64
         self.c0 = widths[0]
         self.project = nn.Sequential(
-            Linear(cfg.z_dim, self.c0 * self.base * self.base),
+            nn.Linear(cfg.z_dim, self.c0 * self.base * self.base),
             *([nn.BatchNorm1d(self.c0 * self.base * self.base)] if cfg.g_norm == "batch" else []),
             nn.ReLU(),
         )
@@ -64,12 +63,12 @@ class Discriminator(nn.Module):
                 layers.append(nn.GroupNorm(1, c_out))
             layers.append(models.ACTIVATIONS[cfg.d_act]())
             if cfg.d_dropout > 0:
-                layers.append(models.Dropout(cfg.d_dropout))
+                layers.append(nn.Dropout(cfg.d_dropout))
             c_in = c_out
         self.features = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, *in_shape)).shape[1]
-        self.head = Linear(n_features, 1)
+        self.head = nn.Linear(n_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)

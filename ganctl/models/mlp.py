@@ -8,7 +8,6 @@ from torch import nn
 
 from ganctl import models
 from ganctl.config import ModelConfig
-from ganctl.models.linear import Linear, Stack
 
 
 def _norm1d(kind: str, width: int) -> list[nn.Module]:
@@ -26,10 +25,10 @@ class Generator(nn.Module):
         layers: list[nn.Module] = []
         width = cfg.z_dim
         for hidden in cfg.g_hidden:
-            layers += [Linear(width, hidden), *_norm1d(cfg.g_norm, hidden), models.ACTIVATIONS[cfg.g_act]()]
+            layers += [nn.Linear(width, hidden), *_norm1d(cfg.g_norm, hidden), models.ACTIVATIONS[cfg.g_act]()]
             width = hidden
-        layers += [Linear(width, math.prod(out_shape)), models.OUTPUTS[cfg.g_out]()]
-        self.net = Stack(*layers)
+        layers += [nn.Linear(width, math.prod(out_shape)), models.OUTPUTS[cfg.g_out]()]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.out_shape)
@@ -61,12 +60,12 @@ class Discriminator(nn.Module):
         else:
             layers, width = [nn.Flatten()], math.prod(in_shape)
         for hidden in cfg.d_hidden:
-            layers += [Linear(width, hidden), *_norm1d(cfg.d_norm, hidden), models.ACTIVATIONS[cfg.d_act]()]
+            layers += [nn.Linear(width, hidden), *_norm1d(cfg.d_norm, hidden), models.ACTIVATIONS[cfg.d_act]()]
             if cfg.d_dropout > 0:
-                layers.append(models.Dropout(cfg.d_dropout))
+                layers.append(nn.Dropout(cfg.d_dropout))
             width = hidden
-        layers.append(Linear(width, 1))
-        self.net = Stack(*layers)
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)

@@ -1,51 +1,25 @@
-"""Checkpoints: plain dicts of tensors and builtins, versioned, written atomically."""
+"""Checkpoint files: plain dicts of tensors and builtins, versioned, written atomically; the one loader.
+
+The payload is TrainingState.state_dict(). `load_generator` is how sample, interpolate, eval and
+the Python API get a trained G back.
+"""
 from __future__ import annotations
 
 import os
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from ganctl.config import RunConfig, to_run_config
 from ganctl.errors import CheckpointError
+from ganctl.files import atomic_write, link_as
+from ganctl.models import build_models
 
 FORMAT_VERSION = 1
 MAGIC = "ganctl-checkpoint"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it into place.
-
-    A crash at any moment leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def link_as(src: Path, dst: Path) -> None:
-    """Give `src` the extra name `dst` (e.g. last.pt) atomically, without writing it twice."""
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -89,3 +63,48 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             f"(up to {FORMAT_VERSION}); upgrade ganctl"
         )
     return ckpt
+
+
+def save_step(ckpt_dir: Path, step: int, payload: dict[str, Any], keep_last: int | None) -> Path:
+    """checkpoints/step_N.pt, linked as last.pt; keeps the `keep_last` newest step files (all if None)."""
+    path = ckpt_dir / f"step_{step:06d}.pt"
+    save(path, payload)
+    link_as(path, ckpt_dir / "last.pt")
+    if keep_last:
+        for old in sorted(ckpt_dir.glob("step_*.pt"))[:-keep_last]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class LoadedGenerator:
+    """A checkpoint's generator, in eval mode on its device, with the config it was trained with."""
+
+    G: nn.Module
+    cfg: RunConfig
+    data_shape: tuple[int, ...]
+    path: Path
+    ema: bool  # the weights are G_ema's
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.data_shape) == 3
+
+
+def load_generator(path: str | os.PathLike, device: torch.device, use_ema: bool = True) -> LoadedGenerator:
+    """The generator of a checkpoint (or run folder), on `device`, in eval mode.
+
+    Tensors are mapped to `device` as they load, so a checkpoint saved on a GPU samples on a CPU.
+    """
+    ckpt = load(path, map_location=device)
+    resolved = resolve_path(path)
+    try:
+        cfg = to_run_config(ckpt["config"])
+        shape = tuple(int(s) for s in ckpt["data_shape"])
+        G, _ = build_models(cfg.model, shape)
+        ema = use_ema and ckpt.get("G_ema") is not None
+        G.load_state_dict(ckpt["G_ema"] if ema else ckpt["G"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise CheckpointError(f"{resolved}: generator does not match its recorded config ({reason})") from None
+    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema)

@@ -39,6 +39,10 @@ class Rank:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return int(value.item())
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
     def replicas_agree(self, modules, device: torch.device) -> bool:
         """Every rank holds the same weights (a debug check: one all-gather of checksums)."""
         if self.world == 1:
@@ -49,12 +53,15 @@ class Rank:
         return all(torch.equal(gathered[0], g) for g in gathered[1:])
 
 
-def from_env() -> Rank | None:
-    """The rank torchrun (or SLURM via torchrun) set up in the environment, initialised; else None."""
+def from_env(uses_cuda: bool) -> Rank | None:
+    """The rank torchrun (or SLURM via torchrun) set up in the environment, initialised; else None.
+
+    NCCL only when the run trains on CUDA: trainer.device=cpu on a GPU machine needs gloo.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
         return None
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if uses_cuda else "gloo")
     return Rank(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

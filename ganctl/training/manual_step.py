@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import RunConfig
-from ganctl.models import Dropout, dropout_mask
-from ganctl.models.linear import _activation_backward, _mm_t, _post_op, Linear
+from ganctl.errors import ConfigError
+from ganctl.losses import Loss
+from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
+from ganctl.training.step import GANStep
 
-BACKWARDS = ("auto", "autograd", "manual")
 FUSABLE = ("relu", "leaky_relu", "tanh", "sigmoid")
 
 _APPLY: dict[str, Callable[[torch.Tensor, list], torch.Tensor]] = {
@@ -68,12 +69,10 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
 def use_manual(cfg: RunConfig, device: torch.device, world: int = 1) -> bool:
     """trainer.backward resolved: auto means manual on CPU where the run allows it.
 
-    config.validate has already refused trainer.backward=manual where it is unsupported.
+    Validation has already refused trainer.backward=manual where it is unsupported.
     """
     if cfg.trainer.backward == "manual":
-        if world > 1:  # under torchrun, which config.validate cannot see
-            from ganctl.errors import ConfigError
-
+        if world > 1:  # under torchrun, which config validation cannot see
             raise ConfigError(f"trainer.backward=manual does not support {unsupported(cfg, world)}; "
                               "accepted: trainer.backward=auto or autograd for this run")
         return True
@@ -97,12 +96,12 @@ class Chain:
 
     def __init__(self, stack: nn.Sequential):
         mods = [m for m in stack if not isinstance(m, nn.Flatten)]
-        self.layers: list[tuple[Linear, str, list, Dropout | None]] = []
+        self.layers: list[tuple[nn.Linear, str, list, Dropout | None]] = []
         i = 0
         while i < len(mods):
             lin = mods[i]
-            if not isinstance(lin, Linear):
-                raise ValueError(f"manual step: {type(lin).__name__} where ganctl's Linear was expected")
+            if not isinstance(lin, nn.Linear):
+                raise ValueError(f"manual step: {type(lin).__name__} where a Linear layer was expected")
             post: tuple[str, list] | None = ("none", [])
             if i + 1 < len(mods) and not isinstance(mods[i + 1], (nn.Linear, nn.Dropout)):
                 act = mods[i + 1]
@@ -114,8 +113,8 @@ class Chain:
             if i + 1 < len(mods) and isinstance(mods[i + 1], nn.Dropout):
                 drop = mods[i + 1]
                 if not isinstance(drop, Dropout) or drop.inplace or drop.p >= 1:
-                    # Masks must come from models.dropout_mask, as models.Dropout draws them.
-                    raise ValueError(f"manual step: {drop!r} is not ganctl's Dropout with 0 <= p < 1")
+                    # Masks must come from dropout_mask, as cpu_kernels.Dropout draws them.
+                    raise ValueError(f"manual step: {drop!r} is not ganctl's CPU Dropout with 0 <= p < 1")
                 i += 1
             self.layers.append((lin, *post, drop))
             i += 1
@@ -125,14 +124,14 @@ class Chain:
     @staticmethod
     def _mm(fast: bool, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a @ b, on oneDNN where the layer's forward is (every product of a layer on the same rows
-        has the forward's size, so Linear.fast decides for all of them)."""
+        has the forward's size, so the forward's choice holds for all of them)."""
         return _mm_t(a, b.t()) if fast else a @ b
 
     def forward(self, x: torch.Tensor) -> Trace:
         trace = Trace()
         for lin, post, args, drop in self.layers:
             trace.inputs.append(x)
-            if lin.fast(x):
+            if _fast(lin, x):
                 x = _mm_t(x, lin.weight, lin.bias, post, args)
             else:
                 x = _APPLY[post](F.linear(x, lin.weight, lin.bias), args)
@@ -160,7 +159,7 @@ class Chain:
                 grad = grad * pick(trace.masks[k])
             grad = _activation_backward(grad, pick(trace.outputs[k]), post, args)
             x = pick(trace.inputs[k])
-            fast = lin.fast(x)
+            fast = _fast(lin, x)
             if weight_grads:
                 lin.weight.grad = self._mm(fast, grad.t(), x)
                 if lin.bias is not None:
@@ -171,62 +170,102 @@ class Chain:
         return grad
 
 
-class ManualStep:
-    """The D and G phases of an MLP GAN step; each leaves its network's gradients in .grad."""
+def _fast(lin: nn.Linear, x: torch.Tensor) -> bool:
+    return isinstance(lin, Linear) and lin.fast(x)
 
-    def __init__(self, G: nn.Module, D: nn.Module, loss, latent: Callable[[int], torch.Tensor], batch: int):
-        self.G, self.D = Chain(G.net), Chain(D.net)
-        self.loss, self.latent, self.batch = loss, latent, batch
-        self.shuffled = loss.cfg.d_batch == "shuffled"
+
+# Closed forms of the score gradients of the BCE-type losses (d softplus(x)/dx = sigmoid(x)); other
+# losses take them from autograd on the scores alone (score_grads).
+def _bce_d_grads(loss: Loss, s_real, s_fake):
+    return (loss.d(s_real, s_fake), torch.sigmoid(s_real).sub_(1).div_(s_real.numel()),
+            torch.sigmoid(s_fake).div_(s_fake.numel()))
+
+
+CLOSED_FORM_D = {"bce": _bce_d_grads, "minimax": _bce_d_grads}
+CLOSED_FORM_G = {
+    "bce": lambda loss, s: (loss.g(s), torch.sigmoid(s).sub_(1).div_(s.numel())),
+    "minimax": lambda loss, s: (loss.g(s), torch.sigmoid(s).neg_().div_(s.numel())),
+}
+
+
+def score_grads(loss: Loss, s_real: torch.Tensor, s_fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """D's loss (detached) and its gradients with respect to the real and the fake scores."""
+    if loss.name in CLOSED_FORM_D:
+        return CLOSED_FORM_D[loss.name](loss, s_real, s_fake)
+    with torch.enable_grad():
+        r, f = s_real.detach().requires_grad_(), s_fake.detach().requires_grad_()
+        value = loss.d(r, f)
+        g_real, g_fake = torch.autograd.grad(value, (r, f))
+    return value.detach(), g_real, g_fake
+
+
+def score_grad(loss: Loss, s_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """G's loss (detached) and its gradient with respect to the fake scores."""
+    if loss.name in CLOSED_FORM_G:
+        return CLOSED_FORM_G[loss.name](loss, s_fake)
+    with torch.enable_grad():
+        f = s_fake.detach().requires_grad_()
+        value = loss.g(f)
+        (grad,) = torch.autograd.grad(value, f)
+    return value.detach(), grad
+
+
+class ManualStep(GANStep):
+    """The D and G phases of an MLP GAN; each leaves its network's gradients in .grad."""
+
+    name = "manual"
+
+    def __init__(self, *args, shuffled: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.G_chain, self.D_chain = Chain(self.G.net), Chain(self.D.net)
+        self.shuffled = shuffled
         # One G pass for both phases draws the G phase's latents early. Where the D phase draws
         # random numbers of its own (dropout, the shuffle), that would change the order of the
         # random stream against the autograd step, so G runs twice there.
-        self.shared_g = not (self.D.random or self.shuffled)
+        self.shared_g = not (self.D_chain.random or self.shuffled)
         self._next_g: Trace | None = None  # G's pass on the G phase's latents
-        self._no_penalty: torch.Tensor | None = None  # the log row's grad norm: none without a penalty
+        self._no_penalty = torch.zeros((), device=self.device)  # the log row's grad norm
 
     @torch.no_grad()
-    def d_phase(self, real: torch.Tensor, draw_g_latents: bool) -> tuple[torch.Tensor, tuple]:
-        """D's gradients on a real batch and a fresh fake batch; with draw_g_latents (and where
-        shared_g), G's forward pass also covers the next G phase's latents, drawn right after D's."""
+    def d_grads(self, real, last):
+        """With `last` (and where shared_g), G's forward pass also covers the next G phase's
+        latents, drawn right after D's."""
         b, n_real = self.batch, real.shape[0]
-        both = draw_g_latents and self.shared_g
+        both = last and self.shared_g
         z = self.latent(b)
         if both:
             z = torch.cat([z, self.latent(b)])
-        g_trace = self.G.forward(z)
+        g_trace = self.G_chain.forward(z)
         self._next_g = g_trace if both else None
         x = torch.cat([real.reshape(n_real, -1), g_trace.out[:b]])
         if self.shuffled:
-            # Setup 004's one shuffled batch and one mean BCE over it (see GANLoss.d_phase).
+            # Setup 004's one shuffled batch and one mean BCE over it (see AutogradStep.scores).
             perm = torch.randperm(x.shape[0], device=x.device)
-            d_trace = self.D.forward(x[perm])
+            d_trace = self.D_chain.forward(x[perm])
             scores = d_trace.out[:, 0][torch.argsort(perm)]
         else:
-            d_trace = self.D.forward(x)
+            d_trace = self.D_chain.forward(x)
             scores = d_trace.out[:, 0]
         s_real, s_fake = scores[:n_real], scores[n_real:]
-        loss, g_real, g_fake = self.loss.d_grads(s_real, s_fake)
+        loss, g_real, g_fake = score_grads(self.loss, s_real, s_fake)
         grad = torch.cat([g_real, g_fake])
         if self.shuffled:
             loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
-        self.D.backward(d_trace, grad.unsqueeze(1))
-        if self._no_penalty is None:
-            self._no_penalty = torch.zeros((), device=real.device)
+        self.D_chain.backward(d_trace, grad.unsqueeze(1))
         return loss, (loss, s_real, s_fake, self._no_penalty)
 
     @torch.no_grad()
-    def g_phase(self) -> torch.Tensor:
-        """G's gradients through the current D; G's weights are those of the last d_phase."""
+    def g_grads(self):
+        """G's weights are those of the last D phase's G pass, so that pass's rows can be reused."""
         b = self.batch
         if self._next_g is not None:
             g_trace, rows = self._next_g, slice(b, 2 * b)
             self._next_g = None
         else:
-            g_trace, rows = self.G.forward(self.latent(b)), None
+            g_trace, rows = self.G_chain.forward(self.latent(b)), None
         fake = g_trace.out if rows is None else g_trace.out[rows]
-        d_trace = self.D.forward(fake)
-        loss, grad = self.loss.g_grad(d_trace.out[:, 0])
-        grad_fake = self.D.backward(d_trace, grad.unsqueeze(1), weight_grads=False, input_grad=True)
-        self.G.backward(g_trace, grad_fake, rows=rows)
+        d_trace = self.D_chain.forward(fake)
+        loss, grad = score_grad(self.loss, d_trace.out[:, 0])
+        grad_fake = self.D_chain.backward(d_trace, grad.unsqueeze(1), weight_grads=False, input_grad=True)
+        self.G_chain.backward(g_trace, grad_fake, rows=rows)
         return loss

@@ -1,0 +1,135 @@
+"""A training run's parts, built from its config: device, data, models, optimisers, state and GAN step."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ganctl.config import RunConfig
+from ganctl.data import BatchSampler, Dataset, load_dataset
+from ganctl.ema import EMA
+from ganctl.errors import ConfigError
+from ganctl.generation import latents
+from ganctl.losses import LOSSES
+from ganctl.models import build_models, rows_independent
+from ganctl.optim import build_optimizer
+from ganctl.training import fast_paths
+from ganctl.training.distributed import Rank
+from ganctl.training.evaluator import Evaluator
+from ganctl.training.manual_step import ManualStep
+from ganctl.training.state import TrainingState
+from ganctl.training.step import AutogradStep, GANStep, Precision
+from ganctl.training.validate import check_data, training_device
+
+HIST_SAMPLES = 10_000  # fixed latents for the 1-D histogram; 64 points make no histogram
+
+
+@dataclass
+class Run:
+    """What the loop works with."""
+
+    device: torch.device
+    data: Dataset
+    steps: int  # the step the run ends at
+    state: TrainingState
+    gan: GANStep
+    evaluator: Evaluator | None
+
+
+def total_steps(cfg: RunConfig, batches_per_epoch: int) -> int:
+    """trainer.steps, or trainer.epochs worth of D batches divided among d_steps per iteration."""
+    t = cfg.trainer
+    if t.steps is not None:
+        return t.steps
+    return max(1, math.ceil(t.epochs * batches_per_epoch / t.d_steps))
+
+
+def rank_device(cfg: RunConfig, rank: Rank) -> torch.device:
+    """This replica's device: with N processes on CUDA, one GPU each by local rank."""
+    device = training_device(cfg)
+    if device.type == "cuda":
+        if rank.world > 1:
+            device = torch.device("cuda", rank.local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        # Kernels launched without an explicit device (cuDNN workspaces, NCCL) go to this one.
+        torch.cuda.set_device(device)
+        # cuDNN picks its fastest convolution algorithms for the run's fixed shapes once.
+        torch.backends.cudnn.benchmark = True
+    if cfg.trainer.batch_size % rank.world:
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} does not split over {rank.world} "
+                          f"processes; accepted: a multiple of {rank.world}")
+    return device
+
+
+def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
+    """Every part of the run, restored from `resume` (a loaded checkpoint) when given.
+
+    The order of random draws (data, initial weights, fixed latents) is the one checkpoints of
+    every ganctl so far were written with, so a resume continues bit for bit.
+    """
+    t = cfg.trainer
+    device = rank_device(cfg, rank)
+    batch = t.batch_size // rank.world  # trainer.batch_size is the global batch: each replica draws its share
+    torch.manual_seed(cfg.seed)
+    # Rank 0 downloads a missing dataset alone; the others wait and then find it on disk.
+    if not rank.is_main:
+        rank.barrier()
+    check_data(cfg)
+    if rank.is_main:
+        rank.barrier()
+    data = load_dataset(cfg.dataset, device, cfg.seed)
+    sampler = BatchSampler(len(data), batch, device, epoch_batches=len(data) // t.batch_size)
+    steps = total_steps(cfg, len(data) // t.batch_size)
+    G, D = build_models(cfg.model, data.shape)
+    memory_format = torch.channels_last if t.channels_last and data.is_image else torch.preserve_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
+    opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
+    opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
+    fixed_z = latents(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device=device)
+    ema = EMA(G, t.ema) if t.ema is not None else None
+    state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema)
+    if resume is not None:
+        state.load_state_dict(resume)
+        if state.step >= steps:
+            raise ConfigError(f"the checkpoint is at step {state.step}, which reaches trainer.steps={steps}; "
+                              f"accepted: resume with trainer.steps > {state.step}")
+    if rank.world > 1:
+        # Replicas start identical (same seed, DDP's broadcast) and then draw different data and
+        # latents. A multi-process resume continues statistically, not bit for bit.
+        torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
+        sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
+    gan = build_step(cfg, state, device, rank, batch)
+    evaluator = Evaluator(cfg, data.is_image, device) if t.eval_every and rank.is_main else None
+    return Run(device, data, steps, state, gan, evaluator)
+
+
+def build_step(cfg: RunConfig, state: TrainingState, device: torch.device, rank: Rank, batch: int) -> GANStep:
+    """The GAN step implementation for this run, chosen once: hand-written gradients or autograd."""
+    t = cfg.trainer
+    G, D = state.G, state.D
+    common = dict(G=G, D=D, opt_g=state.opt_g, opt_d=state.opt_d, loss=LOSSES[cfg.loss.name],
+                  latent=lambda n: latents(n, cfg.model, device=device), batch=batch,
+                  precision=Precision(t.precision, device), skip_nonfinite=t.on_nan == "skip", rank=rank,
+                  device=device)
+    shuffled = cfg.loss.d_batch == "shuffled"
+    fast_paths.prepare_cpu(cfg, G, D, device)
+    if fast_paths.use_manual(cfg, device, rank.world):
+        return ManualStep(**common, shuffled=shuffled)
+    G_run, D_run = G, D
+    if rank.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G_run, D_run = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
+    # The penalty differentiates D twice, which torch.compile's AOTAutograd refuses: it scores
+    # the interpolates with D uncompiled (inside DDP, so its gradients are reduced with the loss's).
+    D_penalty, D_g_phase = D_run, D
+    if t.compile:
+        G_run, D_run = torch.compile(G_run, mode=t.compile_mode), torch.compile(D_run, mode=t.compile_mode)
+        D_g_phase = D_run if rank.world == 1 else torch.compile(D, mode=t.compile_mode)
+    # Batch statistics would mix real and fake rows; everything else scores both in one pass.
+    return AutogradStep(**common, G_run=G_run, D_run=D_run, D_g_phase=D_g_phase, D_penalty=D_penalty,
+                        joint=rows_independent(D), shuffled=shuffled, gp_weight=cfg.loss.gp_weight)

@@ -1,0 +1,87 @@
+"""The run log: one row per log_every steps into metrics.csv and the progress bar (rank 0 writes)."""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ganctl.config import RunConfig
+from ganctl.training.distributed import Rank
+
+METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
+GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
+
+
+def metric_fields(cfg: RunConfig, is_image: bool, eval_fields: list[str]) -> list[str]:
+    """The columns of metrics.csv for this run."""
+    fields = METRIC_FIELDS + ([] if is_image else GAUSSIAN_FIELDS)
+    if cfg.loss.name == "wgan_gp":
+        fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
+    if cfg.trainer.on_nan == "skip":
+        fields.append("nan_skips")
+    return fields + eval_fields + ["time", "steps_per_s"]
+
+
+def _reopen(path: Path, fields: list[str], resume_step: int | None):
+    """metrics.csv for appending: a resumed run drops rows logged after its checkpoint."""
+    rows = []
+    if resume_step is not None and path.is_file():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+    handle = open(path, "w", newline="")
+    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    handle.flush()
+    return handle, writer
+
+
+class PendingStats:
+    """Each step's logged tensors, kept on the device unreduced and reduced once per log row:
+    no per-step host sync and no per-step ops for logging."""
+
+    def __init__(self):
+        self.d: list[tuple] = []
+        self.g: list[torch.Tensor] = []
+
+    def add(self, d_stats: tuple, g_loss: torch.Tensor) -> None:
+        self.d.append(d_stats)
+        self.g.append(g_loss)
+
+    def reduce(self, summarise, rank: Rank, device: torch.device) -> list[float]:
+        """[d_loss, D(x), D(G(z)), grad_norm, g_loss], averaged over the steps and the replicas."""
+        local = torch.zeros(5, device=device)
+        if self.d:
+            local = torch.cat([summarise(self.d), torch.stack(self.g).mean().view(1)])
+        self.d.clear()
+        self.g.clear()
+        return (rank.sum(local) / rank.world).tolist()
+
+
+class RunLog:
+    """metrics.csv and the progress bar; a logger is anything with write(row) and close()."""
+
+    def __init__(self, run_dir: Path, fields: list[str], steps: int, step: int, resumed: bool,
+                 rank: Rank, progress: bool):
+        self.main = rank.is_main
+        self.file = self.writer = None
+        if self.main:
+            self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
+        # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
+        self.bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                        disable=not (progress and self.main), file=sys.stderr,
+                        mininterval=0.1 if sys.stderr.isatty() else 30)
+
+    def write(self, row: dict, postfix: dict) -> None:
+        if self.main:
+            self.writer.writerow(row)
+            self.file.flush()
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.file is not None:
+            self.file.close()

@@ -1,0 +1,94 @@
+"""The training state: everything a checkpoint holds, with state_dict() / load_state_dict()."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganctl import __version__
+from ganctl.config import RunConfig, to_dict
+from ganctl.data import BatchSampler
+from ganctl.devices import rng_state, set_rng_state
+from ganctl.ema import EMA
+from ganctl.errors import CheckpointError
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Restore the optimiser's moments and step counts, keeping this config's hyperparameters.
+
+    load_state_dict alone would bring back the checkpoint's lr, so `resume=... optim.lr=X`
+    would silently keep the old rate; with an unchanged config both are the same values.
+    """
+    hyper = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, values in zip(opt.param_groups, hyper):
+        group.update(values)
+
+
+@dataclass
+class TrainingState:
+    """G, D, their optimisers, G_ema, the data order, the random streams, the step and the best score.
+
+    `state_dict()` is the checkpoint's payload: plain tensors and builtins (the config as a plain
+    dict), so it loads with torch.load(weights_only=True). Its keys are those of format 1, which
+    every ganctl so far has written.
+    """
+
+    cfg: RunConfig
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sampler: BatchSampler
+    fixed_z: torch.Tensor  # the latents of every sample grid, so grids compare over time
+    data_shape: tuple[int, ...]
+    device: torch.device
+    ema: EMA | None = None
+    step: int = 0
+    best: float | None = None  # the best evaluation score so far (lower is better)
+
+    @property
+    def G_sample(self) -> nn.Module:
+        """The generator grids, evaluations and `ganctl sample` use: G_ema when kept."""
+        return self.ema.model if self.ema is not None else self.G
+
+    def state_dict(self) -> dict:
+        return {
+            "ganctl_version": __version__,
+            "config": to_dict(self.cfg),
+            "step": self.step,
+            "epoch": self.sampler.epoch,
+            "data_shape": list(self.data_shape),
+            "G": self.G.state_dict(),
+            "G_ema": self.ema.state_dict() if self.ema is not None else None,
+            "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(self.device),
+            "fixed_z": self.fixed_z.cpu(),
+            "best_metric": self.best,
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        """Every piece of training state from a checkpoint; the optimisers keep this config's settings."""
+        try:
+            self.G.load_state_dict(ckpt["G"])
+            self.D.load_state_dict(ckpt["D"])
+            load_optimizer(self.opt_g, ckpt["opt_g"])
+            load_optimizer(self.opt_d, ckpt["opt_d"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            reason = str(exc).splitlines()[0][:200]
+            raise CheckpointError(f"the checkpoint's weights do not fit this config's model ({reason}); "
+                                  "resume with the architecture it was trained with") from None
+        self.sampler.load_state_dict(ckpt["sampler"])
+        set_rng_state(ckpt["rng"], self.device)
+        self.fixed_z = ckpt["fixed_z"].to(self.device)
+        self.step = int(ckpt["step"])
+        self.best = ckpt.get("best_metric")
+        if self.ema is not None:
+            if ckpt.get("G_ema") is not None:
+                self.ema.load_state_dict(ckpt["G_ema"])
+            else:  # EMA turned on at resume: average from the restored G, not from the initial one
+                self.ema = EMA(self.G, self.ema.decay)

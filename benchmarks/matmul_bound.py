@@ -25,7 +25,7 @@ One result line, `matmul_bound key=value ...`:
   mflop_counted     the same counted by torch.utils.flop_counter.FlopCounterMode on one real step
                     of ganctl's models and loss (nan if the counter is unavailable)
   matmuls_step      matrix products per step (22 with the manual step's shared G forward pass, else 25)
-  manual_step       1 when ganctl runs mnist_bce with trainer.backward=manual here (the CPU default)
+  manual_step       1 when ganctl's manual step applies to mnist_bce here (a CPU); the bound is its
   mm_ms_step        summed time of those products, each timed alone on its shape with the faster
                     of the kernels tried (torch.mm's BLAS; on CPU also oneDNN, which ganctl's
                     Linear layers use: see ganctl/training/cpu_kernels.py)
@@ -142,13 +142,12 @@ def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") ->
 
 
 def manual_step(device: str) -> bool:
-    """Whether ganctl's mnist_bce runs the manual step on this device (trainer.backward=auto)."""
-    import torch
-
+    """Whether ganctl's mnist_bce can run the manual step here (a CPU): the bound is that of the
+    fastest step ganctl has. (trainer.backward=auto times it against autograd at start-up.)"""
     from ganctl.cli import compose_run_config
-    from ganctl.training.manual_step import use_manual
+    from ganctl.training.manual_step import unsupported
 
-    return use_manual(compose_run_config(["+experiment=mnist_bce"]), torch.device(device))
+    return device == "cpu" and unsupported(compose_run_config(["+experiment=mnist_bce"])) is None
 
 
 def step_time(ops, device: str, calls: int, rounds: int) -> dict[str, float]:

@@ -5,7 +5,7 @@ One result line, `memory key=value ...`:
   steps                 training steps of the measured run
   rss_peak_mb           peak resident memory of `ganctl train ...` (ru_maxrss of that process, read
                         with os.wait4 by a small launcher, see LAUNCHER), MB = 2**20 bytes
-  rss_import_mb         peak resident memory of `python -c "import torch, ganctl.train"`: the floor
+  rss_import_mb         peak resident memory of `python -c "import torch, ganctl.commands.train"`: the floor
                         (nan with --smoke, which skips it)
   rss_over_import_mb    the difference: data, models, optimiser state, Hydra and the loop
   cuda_peak_alloc_mb, cuda_peak_reserved_mb   torch.cuda.max_memory_{allocated,reserved} of the same
@@ -26,7 +26,7 @@ CUDA_CHILD = """
 import sys, torch
 from pathlib import Path
 from ganctl.cli import compose_run_config
-from ganctl.train import run
+from ganctl.commands.train import run
 torch.cuda.reset_peak_memory_stats()
 run(compose_run_config(sys.argv[2:]), Path(sys.argv[1]))
 print(torch.cuda.max_memory_allocated() / 2**20, torch.cuda.max_memory_reserved() / 2**20)
@@ -71,7 +71,7 @@ def main() -> None:
                                            [f"dataset.root={tmp / 'data'}", "dataset.split=train"])
         baseline = float("nan")
         if not args.smoke:  # one interpreter start-up less in the smoke test
-            baseline, _ = peak_rss_mb([sys.executable, "-c", "import torch, ganctl.train"], env, tmp)
+            baseline, _ = peak_rss_mb([sys.executable, "-c", "import torch, ganctl.commands.train"], env, tmp)
         train, _ = peak_rss_mb([*common.ganctl_command(), "train", *overrides, f"hydra.run.dir={tmp / 'run'}"],
                                env, tmp)
         cuda_alloc = cuda_reserved = float("nan")

@@ -5,10 +5,10 @@ One result line, `sample_speed key=value ...`:
   cli_wall_s         wall seconds of `ganctl sample RUN -n N -o x.npz` (a fresh process: imports included)
   cli_samples_per_s  n / cli_wall_s
   cli_n1_wall_s      the same command with -n 1: the fixed cost (interpreter, imports, checkpoint load)
-  inproc_samples_per_s   ganctl.sample.main(...) called in this process: the command without start-up
+  inproc_samples_per_s   ganctl.commands.sample.main(...) called in this process: the command without start-up
   gen_samples_per_s  G forward alone on the loaded generator, batches of 500 (the sampler's default)
   interp_wall_s      wall seconds of `ganctl interpolate RUN --rows 16 --steps 16 -o grid.png`;
-                     nan, with a note on stderr, when ganctl.interpolate cannot be imported
+                     nan, with a note on stderr, when ganctl.commands.interpolate cannot be imported
 The checkpoint is mnist_bce (G 64-256-256-784) trained for 2 steps on generated images: the speed
 of sampling does not depend on how well G is trained.
 """
@@ -27,7 +27,7 @@ import common
 def tiny_run(tmp: Path, device: str) -> Path:
     """A 2-step mnist_bce run on 128 generated images; returns its run folder."""
     from ganctl.cli import compose_run_config
-    from ganctl.train import run
+    from ganctl.commands.train import run
 
     root = tmp / "data"
     common.write_mnist_idx(root, "test", common.fake_digits(128))
@@ -64,7 +64,7 @@ def measure(args, device: str, n: int, repeats: int, tmp: Path) -> None:
 
     import torch
 
-    from ganctl import sample
+    from ganctl.commands import sample
 
     inproc = []
     for r in range(repeats):
@@ -88,9 +88,9 @@ def measure(args, device: str, n: int, repeats: int, tmp: Path) -> None:
 
     interp = float("nan")
     try:
-        import ganctl.interpolate  # noqa: F401  (written alongside; may not exist yet)
+        import ganctl.commands.interpolate  # noqa: F401  (written alongside; may not exist yet)
     except ImportError as exc:
-        common.note(f"interpolation skipped: ganctl.interpolate does not import ({exc})")
+        common.note(f"interpolation skipped: ganctl.commands.interpolate does not import ({exc})")
     else:
         walls = [common.timed_run([*cli_cmd, "interpolate", str(run_dir), "--rows", "16", "--steps", "16",
                                    "-o", str(tmp / f"grid_{r}.png"), "--device", device], env=env)[0]

@@ -153,7 +153,7 @@ class ResidentLoop:
 def ganctl_rate(overrides, run_dir: Path) -> float:
     """Steady-state steps/s of one in-process ganctl run, from its metrics.csv."""
     from ganctl.cli import compose_run_config
-    from ganctl.train import run
+    from ganctl.commands.train import run
 
     run(compose_run_config(overrides), run_dir)
     return common.steady_rate(run_dir / "metrics.csv")

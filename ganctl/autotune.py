@@ -28,6 +28,7 @@ import torch
 
 log = logging.getLogger(__name__)
 MIN_ROUNDS = 3
+NOISY_SPREAD = 3.0  # slowest / fastest call of one candidate beyond which the machine was busy
 _clock = time.perf_counter  # a module global so tests can swap in a fake clock
 
 
@@ -44,7 +45,7 @@ class Choice:
         if not self.timings_ms:
             return f"{self.name}=auto chose {self.value} ({self.note})"
         times = ", ".join(f"{k} {v:.2f} ms" for k, v in self.timings_ms.items())
-        when = f"cached from {self.measured_at}" if self.cached else "measured now"
+        when = f"cached from {self.measured_at}" if self.cached else "measured now" + (f"; {self.note}" if self.note else "")
         return f"{self.name}=auto chose {self.value}: {times} per call ({when})"
 
 
@@ -128,7 +129,8 @@ def _call(fn: Callable[[], object]) -> float:
     return _clock() - t0
 
 
-def _measure(candidates: dict[str, Callable[[], object]], budget_s: float) -> dict[str, float]:
+def _measure(candidates: dict[str, Callable[[], object]], budget_s: float) -> tuple[dict[str, float], bool]:
+    """Median ms per call of each candidate, and whether the timings were too noisy to keep."""
     deadline = _clock() + budget_s
     for fn in candidates.values():  # first calls pay for allocation, primitive creation, caches
         _call(fn)
@@ -143,7 +145,11 @@ def _measure(candidates: dict[str, Callable[[], object]], budget_s: float) -> di
         rounds += 1
     # The median, not the mean: a call that the scheduler or the other vCPU interrupted is an
     # outlier of several times the typical time and would swing a mean.
-    return {k: 1e3 * statistics.median(v) for k, v in samples.items()}
+    # Another process on these cores (a test run, a second training) stretches calls by 2-10x at
+    # random: a pick made then is no pick to remember. The spread of each candidate's calls says so.
+    # (Sub-millisecond differences are the timer's and the cache's, not another process's.)
+    noisy = any(max(v) > NOISY_SPREAD * min(v) and max(v) - min(v) > 1e-3 for v in samples.values())
+    return {k: 1e3 * statistics.median(v) for k, v in samples.items()}, noisy
 
 
 def _pick(timings_ms: dict[str, float], margin: float) -> str:
@@ -182,10 +188,11 @@ def choose(name: str, key: dict, candidates: dict[str, Callable[[], object]], *,
             choice = Choice(name, hit["value"], hit["timings_ms"], True, str(hit.get("measured_at", "?")))
             log.info(choice.reason())
             return choice
-    timings = _measure(candidates, budget_s)
+    timings, noisy = _measure(candidates, budget_s)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    choice = Choice(name, _pick(timings, margin), timings, False, now)
-    if cache:
+    choice = Choice(name, _pick(timings, margin), timings, False, now,
+                    note="noisy timings: the machine was busy, not cached" if noisy else "")
+    if cache and not noisy:
         _store(path, entry_key, {"value": choice.value, "timings_ms": timings, "measured_at": now})
     log.info(choice.reason())
     return choice

@@ -4,7 +4,6 @@ Values are checked against the registries in ganctl.training.validate, where the
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, List, Optional
 
@@ -19,10 +18,13 @@ class DatasetConfig:
     download: bool = True
     # Pixel values are mapped from [0, 255] onto this interval on the device.
     range: List[float] = field(default_factory=lambda: [-1.0, 1.0])
-    # gaussian1d only
+    # gaussian1d's target; `std` is also each Gaussian's in the 2-D mixtures (ring8, grid25)
     mean: float = 4.0
     std: float = 1.25
     samples_per_epoch: int = 100_000
+    # 2-D mixtures only: the circle of ring8's modes, the distance between grid25's neighbours
+    radius: float = 2.0
+    spacing: float = 2.0
 
 
 @dataclass
@@ -94,7 +96,7 @@ class TrainerConfig:
     precision: str = "fp32"
     cpu_matmul: str = "auto"
     backward: str = "auto"
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # null: auto (timed for conv nets)
     ema: Optional[float] = None
     devices: int = 1
     eval_every: Optional[int] = None

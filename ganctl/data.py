@@ -1,8 +1,12 @@
 """Datasets as one tensor on the training device, and the batch sampler that indexes it."""
 from __future__ import annotations
 
+import codecs
 import gzip
+import math
 import os
+import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +25,7 @@ class Dataset:
     """All samples of one split, resident on the device; `batch` normalises there."""
 
     name: str
-    data: torch.Tensor  # N x C x H x W uint8 for images, N x 1 float32 for gaussian1d
+    data: torch.Tensor  # N x C x H x W uint8 for images, N x D float32 for points (gaussian1d, 2-D mixtures)
     range: tuple[float, float]
 
     @property
@@ -47,79 +51,123 @@ def data_root(cfg: DatasetConfig) -> Path:
     return Path(os.path.expanduser(cfg.root))
 
 
-# --- MNIST: torchvision's layout, <root>/MNIST/raw/<name>[.gz], read directly as IDX files.
-MNIST_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+def _check_split(cfg: DatasetConfig, accepted: tuple[str, ...]) -> None:
+    if cfg.split not in accepted:
+        raise DataError(f"dataset.split={cfg.split!r} is invalid for {cfg.name}; accepted: {', '.join(accepted)}")
 
 
-def _idx_header(path: Path, raw: bytes) -> tuple[int, int, int]:
-    header = np.frombuffer(raw[:16], dtype=">i4") if len(raw) >= 16 else np.zeros(0)
-    if len(header) != 4 or header[0] != 2051:
-        raise DataError(f"{path} is not an MNIST image file (IDX magic 2051 expected)")
-    return int(header[1]), int(header[2]), int(header[3])
+# --- IDX datasets (MNIST, Fashion-MNIST) in torchvision's layout: <root>/<folder>/raw/<stem>[.gz].
+@dataclass(frozen=True)
+class IdxLayout:
+    title: str  # the dataset's name in messages
+    article: str  # before the title, by sound: "an MNIST", "a Fashion-MNIST"
+    folder: str  # torchvision's folder under the root, which is also its class in torchvision.datasets
+    images: dict[str, str]  # split -> file stem
+    labels: dict[str, str]
 
 
-def _read_idx_images(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+_IDX_IMAGES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+_IDX_LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
+IDX_LAYOUTS = {
+    "mnist": IdxLayout("MNIST", "an", "MNIST", _IDX_IMAGES, _IDX_LABELS),
+    # Fashion-MNIST is a drop-in for MNIST: the same file names, sizes and IDX format.
+    "fashion_mnist": IdxLayout("Fashion-MNIST", "a", "FashionMNIST", _IDX_IMAGES, _IDX_LABELS),
+}
+IDX_UBYTE = 0x08  # IDX type code of unsigned bytes, the only type these datasets use
+
+
+def _idx_kind(layout: IdxLayout, ndim: int) -> str:
+    return f"{layout.article} {layout.title} {'image' if ndim == 3 else 'label'} file"
+
+
+def _read_raw(path: Path, kind: str, limit: int = -1) -> bytes:
+    """The (gunzipped) bytes of an IDX file, the first `limit` only when given."""
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable MNIST file ({exc})") from None
-    n, rows, cols = _idx_header(path, raw)
-    if len(raw) != 16 + n * rows * cols:
-        raise DataError(f"{path} is truncated: expected {n} images of {rows}x{cols}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, rows, cols)
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} could not be read as {kind} ({exc})") from None
 
 
-def _find_mnist(raw_dir: Path, stem: str) -> Path | None:
+def _idx_dims(path: Path, raw: bytes, ndim: int, kind: str) -> tuple[int, ...]:
+    # The header is two zero bytes, the type code, the number of dimensions, then each size as a
+    # big-endian int32: magic 2051 (0x0803) for images, 2049 (0x0801) for labels. Debian's
+    # packages recompress the files, so their .gz checksums differ from upstream; the header and
+    # the size it implies are what identifies them.
+    head = raw[: 4 + 4 * ndim]
+    if len(head) < 4 + 4 * ndim or head[:2] != b"\0\0" or head[2] != IDX_UBYTE or head[3] != ndim:
+        raise DataError(f"{path} is not {kind} (IDX magic {0x800 | ndim} expected)")
+    dims = tuple(int(d) for d in np.frombuffer(head[4:], dtype=">i4"))
+    if min(dims) < 1:
+        raise DataError(f"{path} is not {kind}: its IDX header has sizes {dims}")
+    return dims
+
+
+def read_idx(path: Path, ndim: int, kind: str) -> np.ndarray:
+    """A whole IDX file of unsigned bytes, gzipped or not, as an array of its header's shape."""
+    raw = _read_raw(path, kind)
+    dims = _idx_dims(path, raw, ndim, kind)
+    offset = 4 + 4 * ndim
+    if len(raw) != offset + math.prod(dims):
+        raise DataError(f"{path} is truncated or padded: its header promises {' x '.join(map(str, dims))} "
+                        f"bytes of data, it holds {len(raw) - offset}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_idx(raw_dir: Path, stem: str) -> Path | None:
     for candidate in (raw_dir / stem, raw_dir / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def locate_mnist(cfg: DatasetConfig) -> Path:
-    """The image file of the split, downloaded with torchvision when missing and allowed."""
-    if cfg.split not in MNIST_FILES:
-        raise DataError(f"dataset.split={cfg.split!r} is invalid for mnist; accepted: train, test")
+def locate_idx(cfg: DatasetConfig, labels: bool = False) -> Path:
+    """The image (or label) file of the split, downloaded with torchvision when missing and allowed."""
+    layout = IDX_LAYOUTS[cfg.name]
+    _check_split(cfg, tuple(layout.images))
     root = data_root(cfg)
-    raw_dir = root / "MNIST" / "raw"
-    stem = MNIST_FILES[cfg.split]
-    path = _find_mnist(raw_dir, stem)
+    raw_dir = root / layout.folder / "raw"
+    stem = (layout.labels if labels else layout.images)[cfg.split]
+    path = _find_idx(raw_dir, stem)
     if path is None and cfg.download:
-        _download(lambda: _torchvision_mnist(root, cfg.split))
-        path = _find_mnist(raw_dir, stem)
+        _download(lambda: _torchvision_idx(root, layout, cfg.split))
+        path = _find_idx(raw_dir, stem)
     if path is None:
+        what = "labels" if labels else "split"
         raise DataError(
-            f"MNIST {cfg.split} split not found in {raw_dir}: expected {stem}.gz (or {stem}); "
-            "download it online, or set dataset.root=DIR or GANCTL_DATA to a folder holding MNIST/raw/"
+            f"{layout.title} {cfg.split} {what} not found in {raw_dir}: expected {stem}.gz (or {stem}); "
+            f"download it online, or set dataset.root=DIR or GANCTL_DATA to a folder holding {layout.folder}/raw/"
         )
     return path
 
 
-def load_mnist(cfg: DatasetConfig, seed: int) -> np.ndarray:
-    return _read_idx_images(locate_mnist(cfg))
+def load_idx(cfg: DatasetConfig, seed: int) -> np.ndarray:
+    """The split's images as uint8 N x 1 x H x W."""
+    path = locate_idx(cfg)
+    return read_idx(path, 3, _idx_kind(IDX_LAYOUTS[cfg.name], 3))[:, None]
 
 
-def mnist_size(cfg: DatasetConfig) -> int:
-    path = locate_mnist(cfg)
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            return _idx_header(path, f.read(16))[0]
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable MNIST file ({exc})") from None
+def load_idx_labels(cfg: DatasetConfig) -> np.ndarray:
+    """The split's class labels (0..9) as int64."""
+    path = locate_idx(cfg, labels=True)
+    return read_idx(path, 1, _idx_kind(IDX_LAYOUTS[cfg.name], 1)).astype(np.int64)
 
 
-def _torchvision_mnist(root: Path, split: str) -> None:
-    from torchvision.datasets import MNIST
+def idx_size(cfg: DatasetConfig) -> int:
+    path = locate_idx(cfg)
+    kind = _idx_kind(IDX_LAYOUTS[cfg.name], 3)
+    return _idx_dims(path, _read_raw(path, kind, 16), 3, kind)[0]
 
-    MNIST(str(root), train=(split == "train"), download=True)
+
+def _torchvision_idx(root: Path, layout: IdxLayout, split: str) -> None:
+    import torchvision.datasets
+
+    getattr(torchvision.datasets, layout.folder)(str(root), train=(split == "train"), download=True)
 
 
 # --- SVHN: torchvision's format, <root>/SVHN/<split>_32x32.mat with X as 32x32x3xN uint8.
 def locate_svhn(cfg: DatasetConfig) -> Path:
-    if cfg.split not in SPLITS:
-        raise DataError(f"dataset.split={cfg.split!r} is invalid for svhn; accepted: {', '.join(SPLITS)}")
+    _check_split(cfg, SPLITS)
     folder = data_root(cfg) / "SVHN"
     path = folder / f"{cfg.split}_32x32.mat"
     if not path.is_file() and cfg.download:
@@ -167,6 +215,92 @@ def _torchvision_svhn(folder: Path, split: str) -> None:
     SVHN(str(folder), split=split, download=True)
 
 
+# --- CIFAR-10: torchvision's format, <root>/cifar-10-batches-py/{data_batch_1..5, test_batch}, each a
+# pickled dict: "data" uint8 N x 3072 (the R, G and B planes of a 32x32 image, row by row), "labels".
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array rebuilder, wherever this numpy version keeps it
+_CIFAR10_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,  # the real files: Python 2 and numpy 1
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,  # written with numpy 2
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # protocol 2 stores Python 3 bytes as encode(text, "latin1")
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Rebuilds dicts, lists and numpy arrays only: a pickle may name any callable, and reading a
+    data file must not run code."""
+
+    def find_class(self, module: str, name: str):
+        found = _CIFAR10_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
+        return found
+
+
+def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as (uint8 N x 3 x 32 x 32 images, int64 N labels)."""
+    try:
+        with open(path, "rb") as f:
+            # latin1, as torchvision reads them: Python 2 wrote the keys and the pixel bytes as str.
+            batch = _BatchUnpickler(f, encoding="latin1").load()
+    except Exception as exc:  # a damaged pickle raises many types
+        raise DataError(f"{path} is not a readable CIFAR-10 batch ({str(exc)[:160]})") from None
+    if isinstance(batch, dict):  # keys are str from the real files, bytes from Python 3 writers
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+        data = batch.get("data")
+        try:
+            labels = np.asarray(batch.get("labels"), dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            labels = np.full(1, -1)
+        if (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+                and len(labels) == len(data) and ((labels >= 0) & (labels <= 9)).all()):
+            return data.reshape(-1, 3, 32, 32), labels
+    raise DataError(f"{path} is not a CIFAR-10 batch: expected a dict with uint8 data of N x 3072 "
+                    "and N labels in 0..9")
+
+
+def locate_cifar10(cfg: DatasetConfig) -> list[Path]:
+    """The split's batch files, downloaded with torchvision when missing and allowed."""
+    _check_split(cfg, tuple(CIFAR10_FILES))
+    root = data_root(cfg)
+    folder = root / CIFAR10_FOLDER
+    names = CIFAR10_FILES[cfg.split]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing and cfg.download:
+        _download(lambda: _torchvision_cifar10(root, cfg.split))
+        missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"CIFAR-10 {cfg.split} split not found in {folder}: expected {', '.join(names)}, missing "
+            f"{', '.join(missing)}; download it online, or set dataset.root=DIR or GANCTL_DATA to a folder "
+            f"holding {CIFAR10_FOLDER}/"
+        )
+    return [folder / n for n in names]
+
+
+def read_cifar10(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    batches = [read_cifar10_batch(p) for p in paths]
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def load_cifar10(cfg: DatasetConfig, seed: int) -> np.ndarray:
+    return read_cifar10(locate_cifar10(cfg))[0]
+
+
+def cifar10_size(cfg: DatasetConfig) -> int:
+    # A pickle has no header to read the count from; unpickling the split takes about a second.
+    return sum(len(read_cifar10_batch(p)[1]) for p in locate_cifar10(cfg))
+
+
+def _torchvision_cifar10(root: Path, split: str) -> None:
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(str(root), train=(split == "train"), download=True)
+
+
 def _download(fetch: Callable[[], None]) -> None:
     # Offline, torchvision raises URLError/RuntimeError after trying its mirrors; the caller
     # then reports what was expected where, which is the useful message.
@@ -177,30 +311,69 @@ def _download(fetch: Callable[[], None]) -> None:
 
 
 # --- 1-D Gaussian: drawn once from the run's seed, identical on every device.
+def _split_generator(cfg: DatasetConfig, seed: int) -> torch.Generator:
+    _check_split(cfg, ("train", "test"))
+    return torch.Generator().manual_seed(seed + (0 if cfg.split == "train" else 1))
+
+
 def load_gaussian1d(cfg: DatasetConfig, seed: int) -> np.ndarray:
-    if cfg.split not in ("train", "test"):
-        raise DataError(f"dataset.split={cfg.split!r} is invalid for gaussian1d; accepted: train, test")
-    gen = torch.Generator().manual_seed(seed + (0 if cfg.split == "train" else 1))
+    gen = _split_generator(cfg, seed)
     values = torch.randn(cfg.samples_per_epoch, 1, generator=gen) * cfg.std + cfg.mean
     return values.numpy()
 
 
+# --- 2-D mixtures of equal-weight isotropic Gaussians (dataset.std each), the mode-collapse
+# benchmarks of Unrolled GAN, VEEGAN and PacGAN; drawn once from the run's seed like gaussian1d.
+def ring_modes(cfg: DatasetConfig) -> np.ndarray:
+    angles = 2 * np.pi * np.arange(8) / 8
+    return cfg.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def grid_modes(cfg: DatasetConfig) -> np.ndarray:
+    ticks = (np.arange(5) - 2) * cfg.spacing
+    return np.array([(x, y) for x in ticks for y in ticks], dtype=np.float64)
+
+
+MIXTURES: dict[str, Callable[[DatasetConfig], np.ndarray]] = {"ring8": ring_modes, "grid25": grid_modes}
+
+
+def mixture_modes(cfg: DatasetConfig) -> np.ndarray:
+    """The mixture's K x 2 mode centres (float64)."""
+    return MIXTURES[cfg.name](cfg)
+
+
+def load_mixture(cfg: DatasetConfig, seed: int) -> np.ndarray:
+    gen = _split_generator(cfg, seed)
+    modes = torch.from_numpy(mixture_modes(cfg))
+    which = torch.randint(len(modes), (cfg.samples_per_epoch,), generator=gen)
+    points = modes[which] + torch.randn(cfg.samples_per_epoch, 2, generator=gen, dtype=torch.float64) * cfg.std
+    return points.float().numpy()
+
+
 DATASETS: dict[str, Callable[[DatasetConfig, int], np.ndarray]] = {
-    "mnist": load_mnist,
+    "mnist": load_idx,
+    "fashion_mnist": load_idx,
     "svhn": load_svhn,
+    "cifar10": load_cifar10,
     "gaussian1d": load_gaussian1d,
+    "ring8": load_mixture,
+    "grid25": load_mixture,
 }
 
 
 SIZES: dict[str, Callable[[DatasetConfig], int]] = {
-    "mnist": mnist_size,
+    "mnist": idx_size,
+    "fashion_mnist": idx_size,
     "svhn": svhn_size,
+    "cifar10": cifar10_size,
     "gaussian1d": lambda cfg: cfg.samples_per_epoch,
+    "ring8": lambda cfg: cfg.samples_per_epoch,
+    "grid25": lambda cfg: cfg.samples_per_epoch,
 }
 
 
 def dataset_size(cfg: DatasetConfig) -> int:
-    """Number of samples, from file headers only (downloading first when missing and allowed)."""
+    """Number of samples, from file headers where the format has them (downloading first when missing and allowed)."""
     return SIZES[cfg.name](cfg)
 
 

@@ -29,9 +29,19 @@ class CheckpointError(GanctlError):
 
 
 class StorageError(GanctlError):
-    """The environment refused a write: a full disk, a read-only or missing folder."""
+    """The environment refused a write: a full disk, a file-size limit, a read-only or missing folder."""
 
     exit_code = 1
+
+
+class FolderInUse(GanctlError):
+    """Another live process holds the run folder's lock."""
+
+    exit_code = 1
+
+
+class RunExists(ConfigError):
+    """The folder already holds a ganctl run that this command would write over."""
 
 
 class Diverged(GanctlError):

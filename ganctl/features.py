@@ -6,7 +6,6 @@ measure its accuracy, and caches it with the real-data feature statistics under
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import time
@@ -20,50 +19,28 @@ from torch import nn
 
 from ganctl.files import atomic_write
 from ganctl.config import DatasetConfig
-from ganctl.data import SPLITS, data_root, load_mnist, load_svhn, locate_mnist, locate_svhn
+from ganctl.data import (IDX_LAYOUTS, SPLITS, data_root, load_idx, load_idx_labels, load_svhn, locate_cifar10,
+                         locate_idx, locate_svhn, read_cifar10)
 from ganctl.errors import DataError
 from ganctl import metrics
 from ganctl.metrics import feature_stats
 
 CACHE_FORMAT = 1
 CACHE_DIR = "ganctl_features"
-IMAGE_DATASETS = ("mnist", "svhn")
+IMAGE_DATASETS = ("mnist", "svhn", "fashion_mnist", "cifar10")
 NUM_CLASSES = 10
 HELD_OUT = 1000  # the last images of the split; never trained on, they measure the accuracy
 PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
 REAL_FEATURES_KEPT = 5000  # real features stored for precision/recall (a fixed random subset)
-MNIST_LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
 
 
 # --- Real images and labels ------------------------------------------------------------------
 @dataclass
 class RealData:
     images: torch.Tensor  # N x C x H x W uint8
-    labels: torch.Tensor  # N int64 in 0..9
+    labels: torch.Tensor  # N int64 in 0..9 (digits, clothing or CIFAR-10's classes)
     files: list[Path]
     checksum: str
-
-
-def _read_idx_labels(path: Path) -> np.ndarray:
-    try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable MNIST label file ({exc})") from None
-    header = np.frombuffer(raw[:8], dtype=">i4") if len(raw) >= 8 else np.zeros(0)
-    if len(header) != 2 or header[0] != 2049 or len(raw) != 8 + int(header[1]):
-        raise DataError(f"{path} is not an MNIST label file (IDX magic 2049 and N labels expected)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
-
-
-def _mnist_labels_file(cfg: DatasetConfig) -> Path:
-    images = locate_mnist(cfg)  # same folder logic (and error) as training
-    stem = MNIST_LABELS[cfg.split]
-    for candidate in (images.parent / stem, images.parent / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"MNIST {cfg.split} labels not found beside {images}: expected {stem}.gz (or {stem}); "
-                    "the feature network trains on labelled real images")
 
 
 def _checksum(files: list[Path]) -> str:
@@ -78,17 +55,21 @@ def _checksum(files: list[Path]) -> str:
 def data_files(cfg: DatasetConfig) -> list[Path]:
     """The files the split is read from: their checksum identifies a cached feature network."""
     check_dataset(cfg.name)
-    if cfg.name == "mnist":
-        return [locate_mnist(cfg), _mnist_labels_file(cfg)]
+    if cfg.name in IDX_LAYOUTS:
+        # Images first: a missing split is reported as training reports it, before its labels.
+        return [locate_idx(cfg), locate_idx(cfg, labels=True)]
+    if cfg.name == "cifar10":
+        return locate_cifar10(cfg)  # the labels are inside the batch files
     return [locate_svhn(cfg)]
 
 
 def load_real(cfg: DatasetConfig) -> RealData:
-    """All images of the split as uint8 N x C x H x W, with their digit labels."""
+    """All images of the split as uint8 N x C x H x W, with their class labels."""
     files = data_files(cfg)
-    if cfg.name == "mnist":
-        images = load_mnist(cfg, 0)
-        labels = _read_idx_labels(files[1])
+    if cfg.name in IDX_LAYOUTS:
+        images, labels = load_idx(cfg, 0), load_idx_labels(cfg)
+    elif cfg.name == "cifar10":
+        images, labels = read_cifar10(files)
     else:
         import scipy.io
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from ganctl.report import summarise
+from ganctl.commands.report import summarise
 
 
 class SweepSummary(Callback):

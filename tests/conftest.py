@@ -15,6 +15,11 @@ import torch
 # they start share two cores; more threads than cores made tiny-tensor steps 10x slower here.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
+# trainer.backward/cpu_matmul=auto time their candidates and cache the pick (ganctl.autotune). A
+# test that compares two runs bit for bit must not see two picks (two xdist workers can measure
+# the same key differently), so the suite runs the plain path unless a test asks for a path, or
+# for the measurement itself with GANCTL_AUTOTUNE=fresh and a temporary GANCTL_CACHE.
+os.environ["GANCTL_AUTOTUNE"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 

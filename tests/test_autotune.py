@@ -20,6 +20,29 @@ def cache_dir(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """Real-time tests share two cores with another test worker, whose bursts would mark their
+    timings noisy (and so uncached); the noise rule has its own test on a fake clock."""
+    monkeypatch.setattr(autotune, "NOISY_SPREAD", float("inf"))
+
+
+def test_noisy_timings_are_not_cached(monkeypatch, cache_dir):
+    """A call that took several times its usual time (another process took the core) means the
+    pick is not worth remembering: it is used for this run and measured again next time."""
+    monkeypatch.setattr(autotune, "NOISY_SPREAD", 3.0)
+    clock = FakeClock()
+    monkeypatch.setattr(autotune, "_clock", clock)
+    costs = iter([0.002] * 3 + [0.02] + [0.002] * 100)  # one call of 20 ms among 2 ms ones
+    cands = {"a": lambda: setattr(clock, "t", clock.t + next(costs)), "b": clock.cost(0.001)}
+    choice = autotune.choose("t.noisy", KEY, cands, budget_s=0.02)
+    assert choice.value == "b" and not choice.cached and "not cached" in choice.reason()
+    assert not autotune.cache_path().exists()
+    quiet = {"a": clock.cost(0.002), "b": clock.cost(0.001)}
+    assert autotune.choose("t.noisy", KEY, quiet, budget_s=0.02).value == "b"
+    assert autotune.cache_path().exists()
+
+
 class Counter:
     """A candidate that counts its calls, optionally recording them in a shared log."""
 

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from conftest import compose
+from ganctl import files
+from ganctl.errors import StorageError
 from ganctl.training import checkpoint
 from ganctl.cli import main
-from ganctl.train import run
+from ganctl.commands.train import run
 
 
 def expect_error(capsys, argv, *needles, code=2):
@@ -54,7 +56,6 @@ TRAIN_CASES = [
     ("trainer.num_samples=0", "trainer.num_samples=0"), ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.device=cuda:3", "trainer.device='cuda:3'"), ("trainer.on_nan=ignore", "trainer.on_nan"),
     ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"), ("trainer.backward=fast", "trainer.backward='fast'"),
-    ("trainer.backward=manual", "trainer.backward=manual does not support model.d_features=moments"),
     ("trainer.max_nan_skips=0", "trainer.max_nan_skips=0"), ("trainer.bogus=1", "trainer.bogus"),
     ("checkpoints.keep_last=0", "checkpoints.keep_last=0"), ("model=transformer", "model='transformer'"),
     ("dataset=celeba", "dataset='celeba'"), ("+experiment=nope", "experiment='nope'"),
@@ -75,6 +76,8 @@ def test_cross_field_rules(capsys, tmp_path):
     expect_error(capsys, ["train", "loss=hinge", "loss.d_batch=shuffled"], "loss.d_batch")
     expect_error(capsys, ["train", "+experiment=mnist_bce", "loss=wgan_gp", "trainer.backward=manual"],
                  "trainer.backward=manual does not support loss=wgan_gp")
+    expect_error(capsys, ["train", "trainer.backward=manual", "loss.d_batch=shuffled"],
+                 "trainer.backward=manual does not support model.d_features=moments with loss.d_batch=shuffled")
 
 
 def test_several_problems_one_line_each(capsys):
@@ -151,7 +154,9 @@ def test_resume_rejects_sweeps_and_finished_runs(capsys, tiny_ckpt):
 
 
 def test_failed_write_leaves_previous_checkpoint(tiny_ckpt, monkeypatch):
-    """A full disk during a checkpoint write: the old last.pt stays intact, no temporary file stays."""
+    """A full disk during a checkpoint write: StorageError naming the file, the old last.pt intact,
+    no temporary file left. (torch itself reports such a write as a RuntimeError; tests/test_faults.py
+    meets that on a real full disk and a real file-size limit.)"""
     last = tiny_ckpt / "checkpoints" / "last.pt"
     before = last.read_bytes()
 
@@ -160,7 +165,20 @@ def test_failed_write_leaves_previous_checkpoint(tiny_ckpt, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=r"last\.pt: no space left on the device \[ENOSPC\]"):
         checkpoint.save(last, {"step": 99})
     assert last.read_bytes() == before
-    assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".") and p.name != files.LOCK_NAME]
+
+
+def test_overwrite_flag(capsys, tiny_ckpt):
+    expect_error(capsys, ["train", "overwrite=maybe"], "overwrite=maybe is invalid", "overwrite=true")
+    expect_error(capsys, ["train", f"resume={tiny_ckpt}", "overwrite=true"], "overwrite=true", "resume=")
+
+
+def test_training_into_a_finished_run_is_refused(capsys, tiny_ckpt):
+    before = sorted((p, p.stat().st_mtime_ns) for p in tiny_ckpt.rglob("*") if p.name != ".ganctl.lock")
+    expect_error(capsys, ["train", "trainer.steps=2", f"hydra.run.dir={tiny_ckpt}"], str(tiny_ckpt),
+                 "already holds a ganctl run", f"resume={tiny_ckpt}", "hydra.run.dir=", "overwrite=true")
+    assert sorted((p, p.stat().st_mtime_ns) for p in tiny_ckpt.rglob("*") if p.name != ".ganctl.lock") == before
+    assert not files.holds_lock(tiny_ckpt)

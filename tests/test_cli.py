@@ -1,7 +1,6 @@
 """The real `ganctl` command in a subprocess: a full run, sampling, sweeps and bad input."""
 import csv
 import math
-import re
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import torch
 from conftest import run_cli
 from ganctl.cli import resume_config
 from ganctl.generation import generate, seeded
-from ganctl.train import run
+from ganctl.commands.train import run
 from ganctl.training import checkpoint
 from ganctl.training.checkpoint import load_generator
 

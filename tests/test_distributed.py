@@ -8,7 +8,7 @@ import torch
 from conftest import compose
 from ganctl.training import checkpoint
 from ganctl.cli import resume_config
-from ganctl.train import run
+from ganctl.commands.train import run
 
 
 @pytest.mark.slow
@@ -38,3 +38,32 @@ def test_global_batch_must_split(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "trainer.devices=3", "trainer.batch_size=500"])
     assert exc.value.code == 2 and "multiple of trainer.devices=3" in capsys.readouterr().err
+
+
+def torchrun(run_dir, *overrides, env=None):
+    """`torchrun --nproc_per_node=2 -m ganctl train ...` as README shows it, every rank on one run folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import socket
+
+    with socket.socket() as sock:  # torchrun's rendezvous needs a real port (0 hangs it)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "ganctl", "train", f"hydra.run.dir={run_dir}", "trainer.progress=false", *overrides]
+    return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.slow
+def test_torchrun_joins_its_process_group(tmp_path):
+    """ganctl under torchrun: the ranks share one run folder, rank 0 writes, gloo on a CPU run."""
+    proc = torchrun(tmp_path / "tr", "trainer.steps=4", "trainer.log_every=2", "trainer.batch_size=100",
+                    "trainer.d_steps=2", "trainer.g_steps=2", "trainer.device=cpu", "trainer.check_replicas=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "tr" / "metrics.csv")))
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert checkpoint.load(tmp_path / "tr")["step"] == 4

@@ -7,7 +7,7 @@ from conftest import compose
 from ganctl.training import checkpoint
 from ganctl.cli import resume_config
 from ganctl.ema import EMA
-from ganctl.train import run
+from ganctl.commands.train import run
 
 
 def test_closed_form_for_constant_weights():

@@ -10,10 +10,11 @@ import torch
 from scipy import stats
 
 from conftest import compose, run_cli
-from ganctl import evaluate, features, metrics
+from ganctl.commands import evaluate
+from ganctl import features, metrics
 from ganctl.config import DatasetConfig
 from ganctl.errors import ConfigError
-from ganctl.train import run
+from ganctl.commands.train import run
 
 
 # --- Pure metrics ---------------------------------------------------------------------------------

@@ -9,8 +9,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from conftest import compose, run_cli
-from ganctl import interpolate, sample, train
-from ganctl import images
+from ganctl.commands import interpolate, sample, train
 from ganctl.errors import ConfigError
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import load_generator

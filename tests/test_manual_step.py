@@ -6,7 +6,7 @@ from conftest import compose
 from ganctl.training import checkpoint
 from ganctl.errors import ConfigError
 from ganctl.losses import LOSSES
-from ganctl.train import run
+from ganctl.commands.train import run
 
 BASE = ["trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu"]
 
@@ -126,22 +126,52 @@ def test_closed_form_score_gradients_match_autograd(name):
         assert torch.allclose(a, b, atol=1e-7)
 
 
-def test_auto_picks_manual_only_where_supported():
-    from ganctl.training.manual_step import use_manual
+def candidates(*overrides, world=1, fast=None, conv=False):
+    """The (backward, onednn, channels_last) combinations `auto` times for a config, and its pick
+    when `fast` is the one combination whose trial is cheap."""
+    import time
 
-    cpu = torch.device("cpu")
-    assert use_manual(compose("+experiment=mnist_bce"), cpu)
-    assert use_manual(compose("+experiment=mnist_vanilla"), cpu)
-    assert use_manual(compose("+experiment=mnist_goodfellow"), cpu)  # dropout, shuffled batch
-    assert not use_manual(compose("+experiment=mnist_bce", "model.d_act=elu"), cpu)
-    assert not use_manual(compose("+experiment=gaussian1d"), cpu)  # batch-moment features
-    assert not use_manual(compose("+experiment=mnist_bce", "trainer.precision=bf16"), cpu)
-    assert not use_manual(compose("+experiment=mnist_bce", "trainer.backward=autograd"), cpu)
-    assert not use_manual(compose("+experiment=mnist_bce"), cpu, world=2)
-    assert use_manual(compose("+experiment=mnist_bce", "trainer.backward=manual"), cpu, world=1)
+    from ganctl.training import fast_paths
+
+    seen = []
+
+    def trial(paths):
+        combo = (paths.backward, paths.onednn, paths.channels_last)
+        seen.append(combo)
+        return lambda: time.sleep(0 if combo == fast else 0.003)
+
+    pick, _ = fast_paths.choose(compose(*overrides), torch.device("cpu"), world, conv, trial, {"o": overrides})
+    return set(seen), (pick.backward, pick.onednn, pick.channels_last)
+
+
+def test_auto_times_manual_only_where_supported(monkeypatch, tmp_path):
+    from ganctl.training.cpu_kernels import onednn_available
+
+    monkeypatch.setenv("GANCTL_AUTOTUNE", "fresh")
+    monkeypatch.setenv("GANCTL_CACHE", str(tmp_path))
+    matmuls = {False, True} if onednn_available() else {False}
+    both = {(b, m, False) for b in ("autograd", "manual") for m in matmuls}
+    for experiment in ("mnist_bce", "mnist_vanilla", "mnist_goodfellow", "gaussian1d"):
+        assert candidates(f"+experiment={experiment}")[0] == both  # dropout, shuffled batch, moments too
+    autograd_only = {("autograd", m, False) for m in matmuls}
+    assert candidates("+experiment=mnist_bce", "model.d_act=elu")[0] == autograd_only
+    assert candidates("+experiment=mnist_bce", "trainer.precision=bf16")[0] == autograd_only
+    assert candidates("+experiment=mnist_bce", world=2)[0] == autograd_only
+    # Convolution nets also time the channels-last memory format (unless set).
+    conv = {("autograd", m, c) for m in matmuls for c in (False, True)}
+    assert candidates("+experiment=svhn_wgan_gp", conv=True)[0] == conv
+    assert candidates("+experiment=svhn_wgan_gp", "trainer.channels_last=false", conv=True)[0] == autograd_only
+    # An explicit setting is never timed; all explicit: nothing to choose.
+    assert candidates("+experiment=mnist_bce", "trainer.backward=autograd", "trainer.cpu_matmul=blas") == \
+        (set(), ("autograd", False, False))
+    assert candidates("+experiment=mnist_bce", "trainer.backward=manual", "trainer.cpu_matmul=blas") == \
+        (set(), ("manual", False, False))
+    # The measurement decides: whichever combination is cheap here is the one picked.
+    for fast in both:
+        assert candidates("+experiment=mnist_bce", fast=fast)[1] == fast
     # Several processes started by torchrun, which config validation cannot see.
     with pytest.raises(ConfigError, match="trainer.backward=manual does not support 2 processes"):
-        use_manual(compose("+experiment=mnist_bce", "trainer.backward=manual"), cpu, world=2)
+        candidates("+experiment=mnist_bce", "trainer.backward=manual", world=2)
 
 
 def test_resume_is_exact_with_manual_step(mnist_root, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import compose
-from ganctl import sample, train
+from ganctl.commands import sample, train
 from ganctl import images
 from ganctl.errors import ConfigError
 from ganctl.generation import generate, seeded

@@ -12,7 +12,6 @@ random stream, so its tolerance follows from the arithmetic alone, on any CPU:
   norm there, 1-2% elsewhere. A flipped sign is off by 200% of the norm, a factor of two by 50%+.
 """
 import pytest
-import torch
 
 from conftest import compose
 from ganctl.training.build import build
@@ -23,9 +22,9 @@ FP32_REORDER = 2e-4  # of the largest entry: K * eps with K ~ 1,300 (see above),
 BF16_ROUNDING = 0.25  # of the gradient's norm: ~1.5% per layer over a chain of six, with a margin
 
 
-def phase_grads(mnist_root, *overrides):
+def phase_grads(mnist_root, *overrides, experiment="mnist_bce"):
     """D's gradients after one D phase and G's after one G phase, from seed 0's initial state."""
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
+    cfg = compose(f"+experiment={experiment}", f"dataset.root={mnist_root}", "dataset.split=test",
                   "trainer.device=cpu", "trainer.steps=1", *overrides)
     r = build(cfg, Rank())
     real = r.data.batch(r.state.sampler.next())
@@ -65,6 +64,20 @@ SETUPS = {
 def test_manual_step_gradients_equal_autograd(setup, mnist_root):
     name_m, d_m, g_m, dl_m, gl_m = phase_grads(mnist_root, "trainer.backward=manual", *SETUPS[setup])
     name_a, d_a, g_a, dl_a, gl_a = phase_grads(mnist_root, "trainer.backward=autograd", *SETUPS[setup])
+    assert (name_m, name_a) == ("manual", "autograd")
+    assert_grads_close(d_m, d_a, FP32_REORDER)
+    assert_grads_close(g_m, g_a, FP32_REORDER)
+    assert dl_m == pytest.approx(dl_a, rel=1e-5) and gl_m == pytest.approx(gl_a, rel=1e-5)
+
+
+@pytest.mark.parametrize("setup", [[], ["loss=lsgan"], ["model.d_act=tanh", "optim=adam"]],
+                         ids=["setup_002", "lsgan", "tanh_d"])
+def test_manual_step_with_batch_moments_equals_autograd(setup):
+    """Setup 002: D scores the batch's four moments; their gradient is written out by hand
+    (manual_step.moments_backward). Sums of 500 values, so the reordering bound above holds."""
+    runs = {b: phase_grads("unused", f"trainer.backward={b}", *setup, experiment="gaussian1d")
+            for b in ("manual", "autograd")}
+    (name_m, d_m, g_m, dl_m, gl_m), (name_a, d_a, g_a, dl_a, gl_a) = runs["manual"], runs["autograd"]
     assert (name_m, name_a) == ("manual", "autograd")
     assert_grads_close(d_m, d_a, FP32_REORDER)
     assert_grads_close(g_m, g_a, FP32_REORDER)

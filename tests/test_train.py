@@ -7,7 +7,7 @@ import torch
 
 from conftest import compose
 from ganctl.training import checkpoint
-from ganctl.train import run
+from ganctl.commands.train import run
 
 
 def mnist_cfg(mnist_root, *overrides):

@@ -1,10 +1,13 @@
 """A training run's parts, built from its config: device, data, models, optimisers, state and GAN step."""
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 
 from ganctl.config import RunConfig
 from ganctl.data import BatchSampler, Dataset, load_dataset
@@ -83,9 +86,10 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     sampler = BatchSampler(len(data), batch, device, epoch_batches=len(data) // t.batch_size)
     steps = total_steps(cfg, len(data) // t.batch_size)
     G, D = build_models(cfg.model, data.shape)
-    memory_format = torch.channels_last if t.channels_last and data.is_image else torch.preserve_format
-    G.to(device, memory_format=memory_format)
-    D.to(device, memory_format=memory_format)
+    G.to(device)
+    D.to(device)
+    paths = choose_paths(cfg, G, D, data, device, rank, batch)
+    fast_paths.apply(paths, G, D, device, t.compile)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = latents(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device=device)
@@ -101,22 +105,45 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
-    gan = build_step(cfg, state, device, rank, batch)
+    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward)
     evaluator = Evaluator(cfg, data.is_image, device) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator)
 
 
-def build_step(cfg: RunConfig, state: TrainingState, device: torch.device, rank: Rank, batch: int) -> GANStep:
-    """The GAN step implementation for this run, chosen once: hand-written gradients or autograd."""
+def choose_paths(cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, device: torch.device, rank: Rank,
+                 batch: int) -> fast_paths.Paths:
+    """The step's implementation, kernels and memory format: where `auto` leaves a choice, the
+    fastest combination timed here on this run's shapes (fast_paths.choose, cached per machine)."""
+
+    def trial(paths: fast_paths.Paths):
+        # One D and one G update on throwaway copies of G, D and their optimisers.
+        G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+        fast_paths.apply(paths, G2, D2, device, cfg.trainer.compile)
+        gan = make_step(cfg, G2, D2, build_optimizer(G2.parameters(), cfg.optim, "g", device),
+                        build_optimizer(D2.parameters(), cfg.optim, "d", device), device, rank, batch, paths.backward)
+        real = data.batch(torch.arange(batch, device=device))
+        return lambda: (gan.d_phase(real), gan.g_phase())
+
+    key = {"device": str(device), "data_shape": list(data.shape), "batch": batch, "model": asdict(cfg.model),
+           "loss": [cfg.loss.name, cfg.loss.d_batch], "optim": [cfg.optim.name, cfg.optim.impl],
+           "precision": cfg.trainer.precision}
+    is_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
+    paths, reason = fast_paths.choose(cfg, device, rank.world, is_conv, trial, key)
+    if reason and rank.is_main and cfg.trainer.progress:
+        print(f"ganctl: {reason}", file=sys.stderr)
+    return paths
+
+
+def make_step(cfg: RunConfig, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer,
+              opt_d: torch.optim.Optimizer, device: torch.device, rank: Rank, batch: int, backward: str) -> GANStep:
+    """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers."""
     t = cfg.trainer
-    G, D = state.G, state.D
-    common = dict(G=G, D=D, opt_g=state.opt_g, opt_d=state.opt_d, loss=LOSSES[cfg.loss.name],
+    common = dict(G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=LOSSES[cfg.loss.name],
                   latent=lambda n: latents(n, cfg.model, device=device), batch=batch,
                   precision=Precision(t.precision, device), skip_nonfinite=t.on_nan == "skip", rank=rank,
                   device=device)
     shuffled = cfg.loss.d_batch == "shuffled"
-    fast_paths.prepare_cpu(cfg, G, D, device)
-    if fast_paths.use_manual(cfg, device, rank.world):
+    if backward == "manual":
         return ManualStep(**common, shuffled=shuffled)
     G_run, D_run = G, D
     if rank.world > 1:
@@ -132,4 +159,5 @@ def build_step(cfg: RunConfig, state: TrainingState, device: torch.device, rank:
         D_g_phase = D_run if rank.world == 1 else torch.compile(D, mode=t.compile_mode)
     # Batch statistics would mix real and fake rows; everything else scores both in one pass.
     return AutogradStep(**common, G_run=G_run, D_run=D_run, D_g_phase=D_g_phase, D_penalty=D_penalty,
-                        joint=rows_independent(D), shuffled=shuffled, gp_weight=cfg.loss.gp_weight)
+                        joint=rows_independent(D), shuffled=shuffled, gp_weight=cfg.loss.gp_weight,
+                        cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda")

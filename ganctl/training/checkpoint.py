@@ -15,7 +15,7 @@ from torch import nn
 
 from ganctl.config import RunConfig, to_run_config
 from ganctl.errors import CheckpointError
-from ganctl.files import atomic_write, link_as
+from ganctl.files import atomic_write, link_as, refused
 from ganctl.models import build_models
 
 FORMAT_VERSION = 1
@@ -23,6 +23,8 @@ MAGIC = "ganctl-checkpoint"
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint atomically; a refused write (full disk, size limit) raises StorageError
+    naming `path` and leaves the file that was there intact."""
     payload = {"magic": MAGIC, "format_version": FORMAT_VERSION, **payload}
     atomic_write(path, lambda f: torch.save(payload, f))
 
@@ -66,13 +68,20 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 
 
 def save_step(ckpt_dir: Path, step: int, payload: dict[str, Any], keep_last: int | None) -> Path:
-    """checkpoints/step_N.pt, linked as last.pt; keeps the `keep_last` newest step files (all if None)."""
+    """checkpoints/step_N.pt, linked as last.pt; keeps the `keep_last` newest step files (all if None).
+
+    last.pt moves to the new file only once that file is complete, so a failure anywhere here
+    leaves last.pt at the previous checkpoint.
+    """
     path = ckpt_dir / f"step_{step:06d}.pt"
     save(path, payload)
     link_as(path, ckpt_dir / "last.pt")
     if keep_last:
         for old in sorted(ckpt_dir.glob("step_*.pt"))[:-keep_last]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as exc:
+                raise refused(old, exc, doing="delete") from None
     return path
 
 

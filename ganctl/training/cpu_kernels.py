@@ -180,44 +180,71 @@ def accelerate(module: nn.Module, onednn: bool) -> nn.Module:
     return module
 
 
+def _plain_fused(opt: torch.optim.Optimizer) -> bool:
+    """Fused fp32 CPU tensors and none of the options the direct calls below leave out."""
+    return (all(g.get("fused") and not g.get("maximize") and not g.get("differentiable")
+                and not g.get("capturable", False) for g in opt.param_groups)
+            and all(p.device.type == "cpu" and p.dtype == torch.float32 for g in opt.param_groups for p in g["params"]))
+
+
 def stepper(opt: torch.optim.Optimizer) -> Callable[[], None]:
-    """opt.step, or where it is fused Adam on CPU, the same update without Optimizer.step's Python.
+    """opt.step, or where it is fused Adam or SGD on CPU, the same update without Optimizer.step's Python.
 
     For setup 001 that Python (hooks, grouping tensors by device, per-step .to() calls) cost about
-    as much as the fused kernel itself, ~0.1 ms per optimiser per step on the development machine.
-    The direct call passes Adam's own state tensors to the same kernel in the same way
-    (torch.optim.adam._fused_adam), so results, state dicts and checkpoints are unchanged; the
-    first step goes through opt.step, which creates the state.
+    as much as the fused kernel itself, ~0.1 ms per optimiser per step on the development machine;
+    setup 002 makes 40 tiny SGD updates per step. The direct call passes the optimiser's own state
+    tensors to the same kernel the same way (torch.optim.adam._fused_adam, sgd._fused_sgd), so
+    results, state dicts and checkpoints are unchanged; a first step goes through opt.step, which
+    creates the state.
     """
-    kernel = getattr(torch, "_fused_adam_", None)
-    groups = opt.param_groups
-    if (type(opt) is not torch.optim.Adam or kernel is None
-            or not all(g.get("fused") and not g["amsgrad"] and not g["maximize"] and not g["capturable"]
-                       and not g["differentiable"] and not g.get("decoupled_weight_decay", False)
-                       for g in groups)
-            or any(p.device.type != "cpu" or p.dtype != torch.float32 for g in groups for p in g["params"])):
-        return opt.step
-    one = torch.ones(())
+    if type(opt) is torch.optim.Adam and _plain_fused(opt) and hasattr(torch, "_fused_adam_") and not any(
+            g["amsgrad"] or g.get("decoupled_weight_decay", False) for g in opt.param_groups):
+        return _direct(opt, _adam_group)
+    if type(opt) is torch.optim.SGD and _plain_fused(opt) and hasattr(torch, "_fused_sgd_"):
+        return _direct(opt, _sgd_group)
+    return opt.step
 
+
+def _direct(opt: torch.optim.Optimizer, update: Callable) -> Callable[[], None]:
     def step() -> None:
         work = []
-        for group in opt.param_groups:  # not `groups`: load_state_dict replaces the list
+        for group in opt.param_groups:  # read each time: load_state_dict replaces the list
             params = [p for p in group["params"] if p.grad is not None]
-            states = [opt.state.get(p) for p in params]
-            if not all(states):  # the first step: let Adam create its state
-                opt.step()
+            if params and not update(group, params, opt.state, dry=True):
+                opt.step()  # the first step: let the optimiser create its state
                 return
-            work.append((group, params, states))
-        for group, params, states in work:
-            if not params:
-                continue
-            steps = [s["step"] for s in states]
-            # A list of tensor ones: with the scalar 1, CPU foreach converts it once per tensor (3x slower).
-            torch._foreach_add_(steps, [one] * len(steps))
-            beta1, beta2 = group["betas"]
-            kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                   [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                   beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                   grad_scale=None, found_inf=None)
+            work.append((group, params))
+        for group, params in work:
+            if params:
+                update(group, params, opt.state, dry=False)
 
     return step
+
+
+_ONE = torch.ones(())
+
+
+def _adam_group(group: dict, params: list, state: dict, dry: bool) -> bool:
+    states = [state.get(p) for p in params]
+    if dry:
+        return all(states)
+    steps = [s["step"] for s in states]
+    # A list of tensor ones: with the scalar 1, CPU foreach converts it once per tensor (3x slower).
+    torch._foreach_add_(steps, [_ONE] * len(steps))
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                       [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
+                       beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                       grad_scale=None, found_inf=None)
+    return True
+
+
+def _sgd_group(group: dict, params: list, state: dict, dry: bool) -> bool:
+    momentum = group["momentum"]
+    if dry:  # SGD keeps a momentum buffer per parameter only when momentum is on
+        return momentum == 0 or all(state.get(p, {}).get("momentum_buffer") is not None for p in params)
+    buffers = [] if momentum == 0 else [state[p]["momentum_buffer"] for p in params]
+    torch._fused_sgd_(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"],
+                      momentum=momentum, lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
+                      maximize=False, is_first_step=False, grad_scale=None, found_inf=None)
+    return True

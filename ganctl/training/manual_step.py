@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import RunConfig
-from ganctl.errors import ConfigError
 from ganctl.losses import Loss
+from ganctl.models.mlp import BatchMoments
 from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
 from ganctl.training.step import GANStep
 
@@ -56,7 +56,8 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (m.d_act not in FUSABLE, f"model.d_act={m.d_act} (only {', '.join(FUSABLE)})"),
         (m.g_norm != "none", f"model.g_norm={m.g_norm} (only none)"),
         (m.d_norm != "none", f"model.d_norm={m.d_norm} (only none)"),
-        (m.d_features != "none", f"model.d_features={m.d_features} (only none)"),
+        (m.d_features == "moments" and lo.d_batch == "shuffled",
+         "model.d_features=moments with loss.d_batch=shuffled (only separate batches)"),
         (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
         (t.precision != "fp32", f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
@@ -64,20 +65,6 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (world is not None and world > 1, f"{world} processes (DDP reduces gradients through autograd)"),
     ]
     return next((reason for failed, reason in reasons if failed), None)
-
-
-def use_manual(cfg: RunConfig, device: torch.device, world: int = 1) -> bool:
-    """trainer.backward resolved: auto means manual on CPU where the run allows it.
-
-    Validation has already refused trainer.backward=manual where it is unsupported.
-    """
-    if cfg.trainer.backward == "manual":
-        if world > 1:  # under torchrun, which config validation cannot see
-            raise ConfigError(f"trainer.backward=manual does not support {unsupported(cfg, world)}; "
-                              "accepted: trainer.backward=auto or autograd for this run")
-        return True
-    # Measured on CPU only (docs/BENCHMARKS.md); on a GPU autograd stays the default.
-    return cfg.trainer.backward == "auto" and device.type == "cpu" and unsupported(cfg, world) is None
 
 
 class Trace:
@@ -210,6 +197,34 @@ def score_grad(loss: Loss, s_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return value.detach(), grad
 
 
+def moments(x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    """Setup 002's D input, as models.mlp.BatchMoments computes it (the same ops): one row of
+    (mean, std, skewness, excess kurtosis) of the whole batch, and what its backward needs."""
+    v = x.reshape(-1)
+    var, mean = torch.var_mean(v, correction=0)
+    std = var.sqrt()
+    z = (v - mean) / std
+    z2 = z * z
+    k3, k4 = torch.dot(z2, z) / z.numel(), torch.dot(z2, z2) / z.numel()
+    return torch.stack([mean, std, k3, k4 - 3.0]).unsqueeze(0), (z, std, k3, k4)
+
+
+def moments_backward(grad: torch.Tensor, saved: tuple) -> torch.Tensor:
+    """The batch's gradient from the gradient (4,) of its moments row.
+
+    With z = (x - mean) / std over n values (population std), d mean/dx_i = 1/n, d std/dx_i = z_i/n,
+    d mean(z^3)/dx_i = 3 (z_i^2 - 1 - k3 z_i) / (n std), d mean(z^4)/dx_i = 4 (z_i^3 - k3 - k4 z_i) / (n std),
+    where k3, k4 are mean(z^3), mean(z^4): a cubic in z_i, evaluated by Horner's rule.
+    """
+    z, std, k3, k4 = saved
+    n = z.numel()
+    g_mean, g_std, g_3, g_4 = grad.unbind()
+    c3, c4 = 3 * g_3 / (n * std), 4 * g_4 / (n * std)
+    const = g_mean / n - c3 - c4 * k3
+    lin = g_std / n - c3 * k3 - c4 * k4
+    return (const + z * (lin + z * (c3 + z * c4))).unsqueeze(1)
+
+
 class ManualStep(GANStep):
     """The D and G phases of an MLP GAN; each leaves its network's gradients in .grad."""
 
@@ -217,7 +232,9 @@ class ManualStep(GANStep):
 
     def __init__(self, *args, shuffled: bool, **kwargs):
         super().__init__(*args, **kwargs)
-        self.G_chain, self.D_chain = Chain(self.G.net), Chain(self.D.net)
+        # Setup 002's D scores the whole batch's moments: one row per batch, then an MLP.
+        self.moments = isinstance(self.D.net[0], BatchMoments)
+        self.G_chain, self.D_chain = Chain(self.G.net), Chain(self.D.net[1:] if self.moments else self.D.net)
         self.shuffled = shuffled
         # One G pass for both phases draws the G phase's latents early. Where the D phase draws
         # random numbers of its own (dropout, the shuffle), that would change the order of the
@@ -237,7 +254,10 @@ class ManualStep(GANStep):
             z = torch.cat([z, self.latent(b)])
         g_trace = self.G_chain.forward(z)
         self._next_g = g_trace if both else None
-        x = torch.cat([real.reshape(n_real, -1), g_trace.out[:b]])
+        if self.moments:  # one moments row per batch: real's and fake's scored in one pass
+            x, n_real = torch.cat([moments(real)[0], moments(g_trace.out[:b])[0]]), 1
+        else:
+            x = torch.cat([real.reshape(n_real, -1), g_trace.out[:b]])
         if self.shuffled:
             # Setup 004's one shuffled batch and one mean BCE over it (see AutogradStep.scores).
             perm = torch.randperm(x.shape[0], device=x.device)
@@ -264,8 +284,12 @@ class ManualStep(GANStep):
         else:
             g_trace, rows = self.G_chain.forward(self.latent(b)), None
         fake = g_trace.out if rows is None else g_trace.out[rows]
+        if self.moments:
+            fake, saved = moments(fake)
         d_trace = self.D_chain.forward(fake)
         loss, grad = score_grad(self.loss, d_trace.out[:, 0])
         grad_fake = self.D_chain.backward(d_trace, grad.unsqueeze(1), weight_grads=False, input_grad=True)
+        if self.moments:
+            grad_fake = moments_backward(grad_fake[0], saved)
         self.G_chain.backward(g_trace, grad_fake, rows=rows)
         return loss

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from ganctl.config import RunConfig
+from ganctl.files import atomic_write, refused
 from ganctl.training.distributed import Rank
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
@@ -26,17 +28,26 @@ def metric_fields(cfg: RunConfig, is_image: bool, eval_fields: list[str]) -> lis
 
 
 def _reopen(path: Path, fields: list[str], resume_step: int | None):
-    """metrics.csv for appending: a resumed run drops rows logged after its checkpoint."""
+    """metrics.csv for appending: a resumed run drops rows logged after its checkpoint.
+
+    The kept rows are rewritten atomically, so a crash or a full disk at this moment leaves the
+    old file whole. A row cut short by a failed write has missing fields and is dropped too.
+    """
     rows = []
     if resume_step is not None and path.is_file():
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-    handle = open(path, "w", newline="")
-    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
+                    and None not in r and None not in r.values()]  # None: a field too many or too few
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    handle.flush()
-    return handle, writer
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    try:
+        handle = open(path, "a", newline="")
+    except OSError as exc:
+        raise refused(path, exc) from None
+    return handle, csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
 
 
 class PendingStats:
@@ -77,9 +88,22 @@ class RunLog:
 
     def write(self, row: dict, postfix: dict) -> None:
         if self.main:
-            self.writer.writerow(row)
-            self.file.flush()
+            try:
+                self.writer.writerow(row)
+                self.file.flush()
+            except OSError as exc:
+                name, self.file = self.file.name, self._abandon(self.file)
+                raise refused(name, exc) from None
         self.bar.set_postfix(postfix, refresh=False)
+
+    @staticmethod
+    def _abandon(file) -> None:
+        """Close a file whose last write failed. Its unwritten bytes stay buffered; left to the
+        garbage collector they would fail again at exit with a traceback of their own."""
+        try:
+            file.close()
+        except OSError:
+            pass
 
     def close(self) -> None:
         self.bar.close()

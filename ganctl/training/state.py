@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ganctl import __version__
+from ganctl.version import __version__
 from ganctl.config import RunConfig, to_dict
 from ganctl.data import BatchSampler
 from ganctl.devices import rng_state, set_rng_state

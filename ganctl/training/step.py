@@ -131,9 +131,12 @@ class AutogradStep(GANStep):
     name = "autograd"
 
     def __init__(self, *args, G_run: nn.Module, D_run: nn.Module, D_g_phase: nn.Module, D_penalty: nn.Module,
-                 joint: bool, shuffled: bool, gp_weight: float, **kwargs):
+                 joint: bool, shuffled: bool, gp_weight: float, cuda_graphs: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.gp_weight = gp_weight
+        # compile_mode=reduce-overhead/max-autotune replay CUDA graphs, whose outputs are overwritten
+        # by the next replay: the log keeps copies, and each phase opens a new graph step.
+        self.cuda_graphs = cuda_graphs
         self.G_run, self.D_run, self.D_g_phase, self.D_penalty = G_run, D_run, D_g_phase, D_penalty
         self.joint, self.shuffled = joint, shuffled
         self.g_params = list(self.G.parameters())
@@ -157,7 +160,13 @@ class AutogradStep(GANStep):
             return s_real, s_fake
         return self.D_run(real).float(), self.D_run(fake).float()
 
+    def _kept(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Detached tensors the log keeps past this phase (copies where CUDA graphs reuse memory)."""
+        return tuple(t.detach().clone() if self.cuda_graphs else t.detach() for t in tensors)
+
     def d_grads(self, real, last):
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         autocast = self.precision.autocast
         with torch.no_grad(), autocast():
             fake = self.G_run(self.latent(self.batch))
@@ -173,9 +182,11 @@ class AutogradStep(GANStep):
                 loss = loss + self.gp_weight * gp
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.scale("d", loss).backward()
-        return loss, (loss.detach(), s_real.detach(), s_fake.detach(), grad_norm)
+        return loss, self._kept(loss, s_real, s_fake, grad_norm)
 
     def g_grads(self):
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         # D's weights are constants in this phase. Recording no gradient for them skips their dW
         # products even in custom autograd functions (oneDNN Linear), which cannot see
         # backward's inputs= pruning. D_g_phase is D outside DDP: nothing of D's to all-reduce.
@@ -183,4 +194,4 @@ class AutogradStep(GANStep):
             loss = self.loss.g(self.D_g_phase(self.G_run(self.latent(self.batch))).float())
         self.opt_g.zero_grad(set_to_none=True)
         self.precision.scale("g", loss).backward(inputs=self.g_params)
-        return loss
+        return self._kept(loss)[0] if self.cuda_graphs else loss

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ganctl.config import RunConfig
-from ganctl.data import DATASETS, SPLITS, dataset_size
+from ganctl.data import DATASETS, MIXTURES, SPLITS, dataset_size, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError, DataError
 from ganctl.losses import LOSSES
@@ -112,6 +112,9 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         bad("dataset.std", d.std, "a number > 0")
     if not math.isfinite(d.mean):
         bad("dataset.mean", d.mean, "a finite number")
+    for key, value in (("dataset.radius", d.radius), ("dataset.spacing", d.spacing)):
+        if not (value > 0 and math.isfinite(value)):
+            bad(key, value, "a number > 0")
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
     if t.eval_every is not None and (t.eval_every < 1 or t.eval_every % max(1, t.log_every)):
@@ -165,11 +168,24 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
     if m.d_features == "moments" and d.name != "gaussian1d":
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
     metric = t.eval_metric
-    if metric != "auto" and (metric == "w1") != (d.name == "gaussian1d"):
+    if d.name in MIXTURES:
+        # The in-training evaluator scores images (FD) or the 1-D Gaussian (W1); the mixtures' mode
+        # counts come from `ganctl eval` after the run.
+        if t.eval_every is not None:
+            bad("trainer.eval_every", t.eval_every, f"null for dataset={d.name} (score the run with ganctl eval)")
+        if metric != "auto":
+            bad("trainer.eval_metric", metric, f"auto for dataset={d.name}")
+    elif metric != "auto" and (metric == "w1") != (d.name == "gaussian1d"):
         bad("trainer.eval_metric", metric, "fd for images, w1 for dataset=gaussian1d, or auto")
-    if m.arch == "dcgan" and d.name == "gaussian1d":
-        bad("model.arch", m.arch, "mlp for dataset=gaussian1d (dcgan needs images)")
-    if m.g_out == "sigmoid" and d.range[0] < 0 and d.name != "gaussian1d":
+    if m.arch == "dcgan" and (d.name == "gaussian1d" or d.name in MIXTURES):
+        bad("model.arch", m.arch, f"mlp for dataset={d.name} (dcgan needs images)")
+    if d.name in MIXTURES and m.g_out != "none":
+        # tanh stops at +-1 and sigmoid at [0, 1]; the modes sit out to radius 2 (ring8), 4 (grid25).
+        reach = float(abs(mixture_modes(d)).max() + 3 * d.std)
+        if m.g_out == "sigmoid" or reach >= 1.0:
+            problems.append(f"model.g_out={m.g_out} cannot reach dataset={d.name}'s modes (out to {reach:.3g}); "
+                            "accepted: model.g_out=none (a linear output, as in the papers)")
+    if m.g_out == "sigmoid" and d.range[0] < 0 and d.name != "gaussian1d" and d.name not in MIXTURES:
         problems.append(
             f"model.g_out=sigmoid cannot reach dataset.range={list(d.range)}; "
             "accepted: dataset.range=[0,1] with a sigmoid output, or model.g_out=tanh"
@@ -193,7 +209,18 @@ def training_device(cfg: RunConfig) -> torch.device:
     if cfg.trainer.precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"trainer.precision=fp16 needs a CUDA device, this run uses {device.type}; "
                           "accepted here: fp32, bf16")
+    if cfg.trainer.precision == "bf16" and device.type == "cuda" and not _native_bf16(device):
+        # Before compute capability 8.0 bf16 is emulated: slower than fp32, for no gain.
+        raise ConfigError(f"trainer.precision=bf16 on {torch.cuda.get_device_name(device)} would run emulated "
+                          "(no bf16 units before compute capability 8.0); accepted here: fp16, fp32")
     return device
+
+
+def _native_bf16(device: torch.device) -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.3 has no including_emulation and counts native support only
+        return torch.cuda.is_bf16_supported()
 
 
 def check_data(cfg: RunConfig) -> None:

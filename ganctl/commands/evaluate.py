@@ -11,6 +11,7 @@ import torch
 
 from ganctl import features, images, metrics
 from ganctl.config import DatasetConfig
+from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError, DataError
 from ganctl.features import PR_K, image_metrics
@@ -19,10 +20,10 @@ from ganctl.generation import generate, seeded
 from ganctl.training import checkpoint
 from ganctl.training.checkpoint import load_generator
 
-DATASETS = ("mnist", "svhn", "gaussian1d")
+DATASETS = ("mnist", "svhn", "gaussian1d", "fashion_mnist", "cifar10", "ring8", "grid25")
 SPLITS = ("train", "test", "extra")
 FEATURES = ("ganctl", "inception")
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 def build_parser() -> ArgumentParser:
@@ -33,8 +34,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-n", type=int, default=10000, help="number of generated samples (default 10000)")
     p.add_argument("-o", "--output", default=None,
                    help="metrics JSON (default: <checkpoint or npz stem>_eval.json beside it)")
-    p.add_argument("--dataset", default=None, help="mnist, svhn or gaussian1d (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/ or SVHN/ (default: the checkpoint's "
+    p.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: the checkpoint's)")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
+                                                     "cifar-10-batches-py/ (default: the checkpoint's "
                                                      "dataset.root, else $GANCTL_DATA or ~/.cache/ganctl/data)")
     p.add_argument("--split", default=None, help="real split to compare with: train, test (svhn: extra); "
                                                  "default: the checkpoint's, else train")
@@ -52,9 +54,9 @@ def build_parser() -> ArgumentParser:
 
 def build_fit_parser() -> ArgumentParser:
     p = ArgumentParser(prog="ganctl eval fit", description="Train (or retrain) the feature network on real data.")
-    p.add_argument("dataset", help="mnist or svhn")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/ or SVHN/ (default $GANCTL_DATA "
-                                                     "or ~/.cache/ganctl/data)")
+    p.add_argument("dataset", help=", ".join(features.IMAGE_DATASETS))
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
+                                                     "cifar-10-batches-py/ (default $GANCTL_DATA or ~/.cache/ganctl/data)")
     p.add_argument("--split", default="train", help="train, test (svhn: extra) (default train)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
@@ -177,9 +179,10 @@ def main(argv: list[str]) -> None:
 
     if target.suffix.lower() == ".npz":
         if args.dataset is None:
-            raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: mnist, svhn")
+            raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(IMAGE_SHAPES)}")
         if args.dataset not in IMAGE_SHAPES:
-            raise ConfigError(f"--dataset {args.dataset} cannot score an .npz of images; accepted: mnist, svhn")
+            raise ConfigError(f"--dataset {args.dataset} cannot score an .npz of images; "
+                              f"accepted: {', '.join(IMAGE_SHAPES)}")
         if not target.is_file():
             raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
         x = load_npz(target, args.dataset)
@@ -210,6 +213,17 @@ def main(argv: list[str]) -> None:
         line = (f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
                 f"kurtosis {result['kurtosis']:.4f}  ks {result['ks_statistic']:.4f}  "
                 f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})")
+    elif dcfg.name in MIXTURES:
+        z = seeded(args.n, model.cfg.model, args.seed)
+        points = generate(model.G, z, args.batch_size).numpy()
+        result = metrics.mode_stats(points, mixture_modes(dcfg), dcfg.std)
+        size = {"ring8": {"radius": dcfg.radius}, "grid25": {"spacing": dcfg.spacing}}.get(dcfg.name, {})
+        report.update(n=args.n, target={"modes": result["modes_total"], "std": dcfg.std, **size}, metrics=result)
+        kl = "n/a" if result["mode_kl"] is None else f"{result['mode_kl']:.4f}"
+        line = (f"modes {result['modes_covered']}/{result['modes_total']}  "
+                f"high_quality {result['high_quality_share']:.3f}  kl {kl}  "
+                f"(a mode counts with >= {metrics.MODE_SHARE:.2%} of samples within {metrics.MODE_STDS:g} std "
+                f"{dcfg.std:g}; n {args.n})")
     else:
         if x is None:
             z = seeded(args.n, model.cfg.model, args.seed)

@@ -9,10 +9,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganctl import images
+from ganctl import images, metrics
+from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
-from ganctl.files import atomic_write
+from ganctl.files import atomic_write, refused
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
@@ -32,17 +33,29 @@ def claim_output(out: Path, force: bool) -> None:
 
 
 def write_folder(out: Path, files: dict[str, Callable[[io.BufferedWriter], None]], force: bool) -> None:
-    """Fill a temporary sibling folder, then swap it into place: no half-written output folder."""
+    """Fill a temporary sibling folder, then swap it into place: no half-written output folder.
+
+    A write the environment refuses (full disk, size limit) raises StorageError naming the file,
+    with the temporary folder gone and an existing output left as it was.
+    """
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    current = tmp
     try:
+        tmp.mkdir()
         for name, write in files.items():
-            with open(tmp / name, "wb") as f:
+            current = tmp / name
+            with open(current, "wb") as f:
                 write(f)
+        current = out
         if out.exists() and force:
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:  # PIL's own OSErrors ("cannot write mode ...") are bugs, not refusals
+            raise
+        raise refused(current, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -77,15 +90,22 @@ def moments(values: np.ndarray) -> dict[str, float]:
 
 
 def save_values(x: torch.Tensor, model: LoadedGenerator, out: Path) -> None:
-    values = x.reshape(-1).numpy().astype(np.float32)
+    """1-D values or 2-D points (one row each): a picture against the target, .npy, .csv or .pt."""
+    d = model.cfg.dataset
+    values = x.reshape(len(x), -1).numpy().astype(np.float32)
+    if values.shape[1] == 1:
+        values = values[:, 0]
     kind = output_kind(out)
-    if kind == ".png":
-        d = model.cfg.dataset
+    if kind == ".png" and d.name in MIXTURES:
+        images.save_png(images.scatter(values, mixture_modes(d), title=d.name, std=d.std), out)
+    elif kind == ".png":
         images.save_png(images.histogram(values, d.mean, d.std, title=f"{len(values)} samples"), out)
     elif kind == ".npy":
         atomic_write(out, lambda f: np.save(f, values))
     elif kind == ".csv":
-        atomic_write(out, lambda f: f.write(("value\n" + "\n".join(f"{v:.7g}" for v in values) + "\n").encode()))
+        header, rows = ("value", [f"{v:.7g}" for v in values]) if values.ndim == 1 else \
+            ("x,y", [f"{a:.7g},{b:.7g}" for a, b in values])
+        atomic_write(out, lambda f: f.write((header + "\n" + "\n".join(rows) + "\n").encode()))
     else:
         atomic_write(out, lambda f: torch.save(x, f))
 
@@ -96,7 +116,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", default="samples.png",
                    help="images: .png grid, .npz (uint8 arr_0), .pt (raw tensor) or a folder of PNGs; "
-                        "1-D: .png histogram, .npy, .csv or .pt (default samples.png)")
+                        "1-D: .png histogram, .npy, .csv or .pt; 2-D: .png scatter, .npy/.csv/.pt of N x 2 points "
+                        "(default samples.png)")
     p.add_argument("--seed", type=int, default=0, help="latent seed; the same seed gives the same samples")
     p.add_argument("--batch-size", type=int, default=500, help="samples generated at once (default 500)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -142,9 +163,14 @@ def main(argv: list[str]) -> None:
         save_images(x, model, out, args.nrow, args.force)
     else:
         save_values(x, model, out)
-        stats = moments(x.numpy())
         d = model.cfg.dataset
-        print("  ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f"  (target mean {d.mean:g}, std {d.std:g})")
+        if d.name in MIXTURES:
+            stats = metrics.mode_stats(x.numpy(), mixture_modes(d), d.std)
+            print(f"modes {stats['modes_covered']}/{stats['modes_total']}  "
+                  f"high_quality {stats['high_quality_share']:.3f}  (within {metrics.MODE_STDS:g} std of a mode)")
+        else:
+            stats = moments(x.numpy())
+            print("  ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f"  (target mean {d.mean:g}, std {d.std:g})")
     if args.save_latents:
         atomic_write(Path(args.save_latents), lambda f: torch.save(z, f))
     print(f"ganctl: wrote {args.n} samples to {out}" + (" (EMA generator)" if model.ema else ""))

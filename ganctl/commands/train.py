@@ -13,7 +13,9 @@ import torch
 
 from ganctl import images
 from ganctl.config import RunConfig
+from ganctl.data import MIXTURES, mixture_modes
 from ganctl.errors import ConfigError, Diverged, Interrupted
+from ganctl.files import refused
 from ganctl.generation import generate
 from ganctl.training import checkpoint, distributed
 from ganctl.training.build import Run, build
@@ -42,10 +44,14 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
 
 
 def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
-    """The fixed-latent grid (a histogram against the target for the 1-D Gaussian)."""
+    """The fixed-latent grid; a histogram against the target for the 1-D Gaussian, a scatter over
+    the modes for the 2-D mixtures."""
     fake = generate(r.state.G_sample, r.state.fixed_z)
     if r.data.is_image:
         grid = images.grid(images.to_uint8(fake, r.data.range), nrow=int(math.sqrt(len(fake))) or 1)
+    elif cfg.dataset.name in MIXTURES:
+        grid = images.scatter(fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}",
+                              std=cfg.dataset.std)
     else:
         grid = images.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
     images.save_png(grid, path)
@@ -94,7 +100,10 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
     if rank.is_main:
         for folder in (samples_dir, ckpt_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise refused(folder, exc, doing="create") from None
     fields = metric_fields(cfg, r.data.is_image, r.evaluator.fields if r.evaluator else [])
     log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress)
     pending, row = PendingStats(), {}

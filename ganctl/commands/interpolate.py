@@ -16,7 +16,7 @@ from ganctl.errors import ConfigError
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser
 from ganctl.generation import generate, seeded
-from ganctl.sample import claim_output, output_kind, write_folder
+from ganctl.commands.sample import claim_output, output_kind, write_folder
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 MODES = ("slerp", "lerp")
@@ -321,6 +321,10 @@ def main(argv: list[str]) -> None:
     claim_output(out, args.force)
     device = resolve_device(args.device, key="--device")
     model = load_generator(args.checkpoint, device, use_ema=not args.no_ema)
+    if not model.is_image and tuple(model.data_shape) != (1,) and kind != ".pt":
+        # Pictures exist for images and the 1-D Gaussian's value plot; a 2-D walk is raw points.
+        raise ConfigError(f"-o {out}: a {model.cfg.dataset.name} model draws {tuple(model.data_shape)} points; "
+                          "accepted: -o FILE.pt (the rows x frames x point tensor)")
     mode = args.mode or default_mode(model.cfg)
 
     points, origin = choose_points(args, model.cfg)

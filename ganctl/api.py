@@ -1,0 +1,118 @@
+"""The Python API for notebooks and scripts: compose a config, train, load a generator, draw samples.
+
+    import ganctl
+    cfg = ganctl.compose("mnist_bce", "dataset.root=../shared/data", "dataset.split=test", "trainer.steps=500")
+    run = ganctl.train(cfg, "runs/first")
+    G = ganctl.load(run.run_dir)
+    G.grid(64, seed=0)          # a PIL image: Jupyter shows it inline
+
+The same composition (Hydra's, from ganctl's conf/) and the same validation as `ganctl train`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ganctl import images
+from ganctl.config import RunConfig
+from ganctl.devices import resolve_device
+from ganctl.errors import ConfigError
+from ganctl.generation import generate, seeded
+from ganctl.training.checkpoint import LoadedGenerator, load_generator
+
+
+def compose(experiment: str | None = None, *overrides: str) -> RunConfig:
+    """The typed config `ganctl train +experiment=EXPERIMENT OVERRIDES...` would run, checked.
+
+    `experiment` is a name in conf/experiment/ (or None for the default config); overrides are
+    Hydra's key=value strings, e.g. "optim.lr=1e-4".
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ganctl import cli
+    from ganctl.training.validate import validate
+
+    args = ([f"+experiment={experiment}"] if experiment else []) + list(overrides)
+    cli.check_group_options(args)
+    try:
+        cfg = cli.compose_run_config(args)
+    except (OmegaConfBaseException, ValueError, TypeError) as exc:
+        raise ConfigError(cli._hydra_message(exc)) from None
+    except Exception as exc:  # Hydra's composition errors share no public base class
+        if type(exc).__module__.startswith(("hydra", "omegaconf")):
+            raise ConfigError(cli._hydra_message(exc)) from None
+        raise
+    validate(cfg)
+    return cfg
+
+
+@dataclass
+class Run:
+    """A finished training run: its folder, its summary (steps, losses, speed) and its last checkpoint."""
+
+    run_dir: Path
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def generator(self, device: str = "cpu", ema: bool = True) -> "Generator":
+        return load(self.run_dir, device=device, ema=ema)
+
+
+def train(cfg: RunConfig | str, run_dir: str | os.PathLike | None = None, *overrides: str) -> Run:
+    """Train `cfg` (a RunConfig, or an experiment name composed with `overrides`) into `run_dir`
+    (default runs/DATE_TIME); returns the Run when training ends."""
+    from ganctl.commands.train import run as run_training
+    from ganctl.training.validate import check_data, training_device
+
+    if isinstance(cfg, str):
+        cfg = compose(cfg, *overrides)
+    elif overrides:
+        raise ConfigError("overrides go with an experiment name: ganctl.train('mnist_bce', 'optim.lr=1e-4'); "
+                          "accepted: a RunConfig alone, or a name and overrides")
+    training_device(cfg)
+    check_data(cfg)
+    folder = Path(run_dir) if run_dir is not None else Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    return Run(folder, run_training(cfg, folder))
+
+
+class Generator:
+    """A trained generator: `sample` draws tensors, `grid` a picture."""
+
+    def __init__(self, loaded: LoadedGenerator):
+        self.loaded = loaded
+        self.cfg = loaded.cfg
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None) -> torch.Tensor:
+        """n samples on the CPU in the data's range (images N x C x H x W), the same for a seed on any device."""
+        if n < 1:
+            raise ConfigError(f"n={n} is invalid; accepted: a number of samples >= 1")
+        return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500)
+
+    def grid(self, n: int = 64, seed: int = 0, nrow: int | None = None) -> Image.Image:
+        """n samples as one picture (a histogram for the 1-D Gaussian)."""
+        x = self.sample(n, seed)
+        if self.loaded.is_image:
+            return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n ** 0.5)))
+        d = self.cfg.dataset
+        return images.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")
+
+    def _repr_png_(self) -> bytes:  # Jupyter shows a Generator as a grid of 16
+        import io
+
+        buf = io.BytesIO()
+        self.grid(16).save(buf, "PNG")
+        return buf.getvalue()
+
+
+def load(path: str | os.PathLike, device: str = "cpu", ema: bool = True) -> Generator:
+    """The generator of a checkpoint or run folder (G_ema when it has one, unless ema=False)."""
+    return Generator(load_generator(path, resolve_device(device, key="device"), use_ema=ema))

@@ -1,0 +1,4 @@
+"""The subcommands, one module each: train (the loop), sample, interpolate, evaluate, report, inspect.
+
+They import the training core, the parts and the base, never the command line above them.
+"""

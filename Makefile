@@ -27,10 +27,12 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
-# The import layers (pyproject.toml [tool.importlinter], docs/ARCHITECTURE.md): an upward import or a
-# circle fails here, and CI runs this before the tests.
+# ruff (lint and format check, pyproject.toml [tool.ruff]) and the import layers (pyproject.toml
+# [tool.importlinter], docs/ARCHITECTURE.md): an upward import or a circle fails here. CI runs this
+# before the tests; .pre-commit-config.yaml runs the same checks before each commit.
 lint: install
-	$(BIN)/python -m compileall -q ganctl tests benchmarks
+	$(BIN)/ruff check ganctl tests benchmarks
+	$(BIN)/ruff format --check ganctl tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
 clean:

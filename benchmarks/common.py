@@ -5,6 +5,7 @@ Every script prints two lines to stdout, both `name key=value ...`:
     <script> key=value key=value ...
 Progress and notes go to stderr, so stdout stays machine-readable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,25 @@ MNIST_TEST = Path("MNIST") / "raw" / "t10k-images-idx3-ubyte.gz"
 def parser(description: str) -> argparse.ArgumentParser:
     """The options every script takes, so run_all.py can forward them to each one unchanged."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--smoke", action="store_true",
-                   help="a handful of steps at tiny sizes: checks the script runs, measures nothing useful")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a handful of steps at tiny sizes: checks the script runs, measures nothing useful",
+    )
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads, here and in ganctl subprocesses (default: torch's own "
-                        "choice, one per core; 1 with --smoke)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding MNIST/raw/t10k-images-idx3-ubyte.gz (default: ../shared/data); "
-                        "generated data of the same shape is used when it is missing")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads, here and in ganctl subprocesses (default: torch's own "
+        "choice, one per core; 1 with --smoke)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding MNIST/raw/t10k-images-idx3-ubyte.gz (default: ../shared/data); "
+        "generated data of the same shape is used when it is missing",
+    )
     return p
 
 
@@ -131,6 +142,7 @@ def spread(prefix: str, values: Sequence[float]) -> dict:
 
 # --- data -------------------------------------------------------------------------------------
 
+
 def find_mnist_root(explicit: str | None) -> Path | None:
     """A folder holding the real MNIST test split, or None."""
     candidates = [Path(explicit).expanduser()] if explicit else list(SHARED_DATA_CANDIDATES)
@@ -198,6 +210,7 @@ def write_svhn_mat(root: Path, split: str, n: int, seed: int = 0) -> Path:
 
 # --- ganctl -----------------------------------------------------------------------------------
 
+
 def ganctl_command() -> list[str]:
     """The installed console script beside this interpreter, else `python -m ganctl`."""
     script = Path(sys.executable).with_name("ganctl")
@@ -207,24 +220,33 @@ def ganctl_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "ganctl"]
 
 
-def timed_run(cmd: Sequence[str], env: dict | None = None, timeout: float = 600,
-              cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+def timed_run(
+    cmd: Sequence[str], env: dict | None = None, timeout: float = 600, cwd: Path | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
     """Wall seconds of one subprocess; exits with its stderr if it fails."""
     start = time.perf_counter()
     proc = subprocess.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"benchmarks: {' '.join(cmd)} failed with exit status {proc.returncode}:\n"
-                 f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+        sys.exit(
+            f"benchmarks: {' '.join(cmd)} failed with exit status {proc.returncode}:\n"
+            f"{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+        )
     return wall, proc
 
 
-def train_overrides(experiment: str, steps: int, log_every: int, device: str,
-                    extra: Iterable[str] = ()) -> list[str]:
+def train_overrides(experiment: str, steps: int, log_every: int, device: str, extra: Iterable[str] = ()) -> list[str]:
     """Overrides for a timed ganctl run: no progress bar; samples and a checkpoint only at the end."""
-    return [f"+experiment={experiment}", f"trainer.steps={steps}", f"trainer.log_every={log_every}",
-            "trainer.progress=false", f"trainer.device={device}", f"trainer.sample_every={steps}",
-            f"trainer.ckpt_every={steps}", *extra]
+    return [
+        f"+experiment={experiment}",
+        f"trainer.steps={steps}",
+        f"trainer.log_every={log_every}",
+        "trainer.progress=false",
+        f"trainer.device={device}",
+        f"trainer.sample_every={steps}",
+        f"trainer.ckpt_every={steps}",
+        *extra,
+    ]
 
 
 def steady_rate(metrics_csv: Path) -> float:

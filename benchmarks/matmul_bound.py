@@ -36,6 +36,7 @@ One result line, `matmul_bound key=value ...`:
   gflops_shapes_1t, bound_steps_per_s_1t   the same with one thread (CPU only)
 Each shape is timed in 7 rounds of 200 calls after a warm-up, and the fastest round counts.
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,8 +49,9 @@ G_LAYERS = [(64, 256), (256, 256), (256, 784)]
 D_LAYERS = [(784, 256), (256, 256), (256, 1)]
 
 
-def step_matmuls(batch: int = BATCH, d_weight_grads_in_g_phase: bool = False,
-                 shared_g_forward: bool = False) -> list[tuple[str, int, int, int, int]]:
+def step_matmuls(
+    batch: int = BATCH, d_weight_grads_in_g_phase: bool = False, shared_g_forward: bool = False
+) -> list[tuple[str, int, int, int, int]]:
     """(what, m, k, n, count) of every matrix product in one step; product (m,k) @ (k,n).
 
     shared_g_forward: one G forward pass on 2B latents serves both phases, as the manual step
@@ -123,6 +125,7 @@ def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") ->
         def product():
             return torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
     else:
+
         def product():
             return torch.mm(a, b)
 
@@ -217,19 +220,28 @@ def main() -> None:
     counted = counted_flops(device)
     if counted == counted and counted != flops:
         common.note(f"FlopCounterMode counted {counted:.0f} FLOPs, the analytic count is {flops}")
-    common.note(f"{sum(c for *_, c in ops)} products per step; "
-                f"{len(merged(ops))} distinct shapes timed with {', '.join(kernels(device))}")
+    common.note(
+        f"{sum(c for *_, c in ops)} products per step; "
+        f"{len(merged(ops))} distinct shapes timed with {', '.join(kernels(device))}"
+    )
     values = {
-        "mflop_step": flops / 1e6, "reference_mflop": reference / 1e6, "mflop_counted": counted / 1e6,
-        "matmuls_step": sum(c for *_, c in ops), "manual_step": int(manual),
-        "mm_ms_step": seconds * 1e3, "gflops_shapes": flops / seconds / 1e9, "bound_steps_per_s": 1 / seconds,
-        "gflops_square": 2 * size ** 3 / min(square.values()) / 1e9,
-        "gflops_shapes_1t": flops / seconds_1t / 1e9, "bound_steps_per_s_1t": 1 / seconds_1t,
+        "mflop_step": flops / 1e6,
+        "reference_mflop": reference / 1e6,
+        "mflop_counted": counted / 1e6,
+        "matmuls_step": sum(c for *_, c in ops),
+        "manual_step": int(manual),
+        "mm_ms_step": seconds * 1e3,
+        "gflops_shapes": flops / seconds / 1e9,
+        "bound_steps_per_s": 1 / seconds,
+        "gflops_square": 2 * size**3 / min(square.values()) / 1e9,
+        "gflops_shapes_1t": flops / seconds_1t / 1e9,
+        "bound_steps_per_s_1t": 1 / seconds_1t,
     }
     for name in kernels(device):
         values[f"mm_ms_step_{name}"] = times[name] * 1e3
-        values[f"gflops_square_{name}"] = 2 * size ** 3 / square[name] / 1e9
+        values[f"gflops_square_{name}"] = 2 * size**3 / square[name] / 1e9
     common.emit("matmul_bound", device, values)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,7 @@ One result line, `memory key=value ...`:
 The images are generated (MNIST-like: 80% zero pixels) and written in MNIST's IDX format, gzip,
 to a temporary ROOT/MNIST/raw/train-images-idx3-ubyte.gz, so the real 60k split is not needed.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -48,8 +49,9 @@ print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 def peak_rss_mb(cmd: list[str], env: dict, logs: Path) -> tuple[float, str]:
     """(peak RSS of the command in MB, its stdout); exits with its output if it fails."""
     out, err = logs / "stdout", logs / "stderr"
-    launcher = subprocess.run([sys.executable, "-c", LAUNCHER, str(out), str(err), *cmd], env=env,
-                              capture_output=True, text=True)
+    launcher = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(out), str(err), *cmd], env=env, capture_output=True, text=True
+    )
     maxrss_kb, returncode = (int(v) for v in launcher.stdout.split()) if launcher.returncode == 0 else (0, -1)
     stdout = out.read_text() if out.exists() else ""
     if returncode != 0:
@@ -67,22 +69,33 @@ def main() -> None:
         common.note(f"writing {n} generated images as ROOT/MNIST/raw/train-images-idx3-ubyte.gz")
         common.write_mnist_idx(tmp / "data", "train", common.fake_digits(n))
         env = common.child_env(args)
-        overrides = common.train_overrides("mnist_bce", steps, min(100, steps), device,
-                                           [f"dataset.root={tmp / 'data'}", "dataset.split=train"])
+        overrides = common.train_overrides(
+            "mnist_bce", steps, min(100, steps), device, [f"dataset.root={tmp / 'data'}", "dataset.split=train"]
+        )
         baseline = float("nan")
         if not args.smoke:  # one interpreter start-up less in the smoke test
             baseline, _ = peak_rss_mb([sys.executable, "-c", "import torch, ganctl.commands.train"], env, tmp)
-        train, _ = peak_rss_mb([*common.ganctl_command(), "train", *overrides, f"hydra.run.dir={tmp / 'run'}"],
-                               env, tmp)
+        train, _ = peak_rss_mb(
+            [*common.ganctl_command(), "train", *overrides, f"hydra.run.dir={tmp / 'run'}"], env, tmp
+        )
         cuda_alloc = cuda_reserved = float("nan")
         if device.startswith("cuda"):
             _, out = peak_rss_mb([sys.executable, "-c", CUDA_CHILD, str(tmp / "run_cuda"), *overrides], env, tmp)
             cuda_alloc, cuda_reserved = (float(v) for v in out.split()[-2:])
-    common.emit("memory", device, {
-        "images": n, "data_mb": n * 28 * 28 / 2**20, "steps": steps, "rss_peak_mb": train,
-        "rss_import_mb": baseline, "rss_over_import_mb": train - baseline,
-        "cuda_peak_alloc_mb": cuda_alloc, "cuda_peak_reserved_mb": cuda_reserved,
-    })
+    common.emit(
+        "memory",
+        device,
+        {
+            "images": n,
+            "data_mb": n * 28 * 28 / 2**20,
+            "steps": steps,
+            "rss_peak_mb": train,
+            "rss_import_mb": baseline,
+            "rss_over_import_mb": train - baseline,
+            "cuda_peak_alloc_mb": cuda_alloc,
+            "cuda_peak_reserved_mb": cuda_reserved,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Options other than --only are forwarded to every script. The summary line relate
 numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, and its ratio to the
 reference loop. Exit status 1 if any script failed (the others still run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,21 @@ def main() -> int:
     if load > 0.5 * cores:
         # Measured here: with one other busy process on 2 cores, 2 OpenMP threads that spin while
         # they wait for each other made every training loop ~30x slower than 1 thread.
-        print(f"[run_all] warning: load average {load:.1f} on {cores} cores; numbers will be noisy, and "
-              "with several threads they can collapse (OpenMP spin-waiting): consider --threads 1",
-              file=sys.stderr, flush=True)
+        print(
+            f"[run_all] warning: load average {load:.1f} on {cores} cores; numbers will be noisy, and "
+            "with several threads they can collapse (OpenMP spin-waiting): consider --threads 1",
+            file=sys.stderr,
+            flush=True,
+        )
     results: dict[str, dict[str, float]] = {}
     failed = []
     for name in [s for s in SCRIPTS if s in args.only]:
         start = time.perf_counter()
         print(f"[run_all] {name}", file=sys.stderr, flush=True)
         # Output is relayed as it comes; stderr (progress, notes) passes straight through.
-        proc = subprocess.Popen([sys.executable, str(HERE / f"{name}.py"), *forwarded],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / f"{name}.py"), *forwarded], stdout=subprocess.PIPE, text=True
+        )
         for line in proc.stdout:
             print(line, end="", flush=True)
             key, values = parse_line(line)
@@ -58,8 +63,11 @@ def main() -> int:
                 results[name] = values
         if proc.wait() != 0 or name not in results:
             failed.append(name)
-        print(f"[run_all] {name}: exit {proc.returncode} after {time.perf_counter() - start:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"[run_all] {name}: exit {proc.returncode} after {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     summary = {}
     speed, bound = results.get("train_speed", {}), results.get("matmul_bound", {})
     if "bce_ganctl" in speed and "bound_steps_per_s" in bound:

@@ -12,6 +12,7 @@ One result line, `sample_speed key=value ...`:
 The checkpoint is mnist_bce (G 64-256-256-784) trained for 2 steps on generated images: the speed
 of sampling does not depend on how well G is trained.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,13 +54,16 @@ def measure(args, device: str, n: int, repeats: int, tmp: Path) -> None:
 
     cli, cli_one = [], []
     for r in range(repeats):
-        wall, _ = common.timed_run([*cli_cmd, "sample", str(run_dir), "-n", str(n), "-o", str(tmp / f"cli_{r}.npz"),
-                                    "--device", device], env=env)
+        wall, _ = common.timed_run(
+            [*cli_cmd, "sample", str(run_dir), "-n", str(n), "-o", str(tmp / f"cli_{r}.npz"), "--device", device],
+            env=env,
+        )
         cli.append(wall)
         if args.smoke:
             continue  # one start-up less: the -n 1 run is the same code path
-        wall, _ = common.timed_run([*cli_cmd, "sample", str(run_dir), "-n", "1", "-o", str(tmp / f"one_{r}.npz"),
-                                    "--device", device], env=env)
+        wall, _ = common.timed_run(
+            [*cli_cmd, "sample", str(run_dir), "-n", "1", "-o", str(tmp / f"one_{r}.npz"), "--device", device], env=env
+        )
         cli_one.append(wall)
 
     import torch
@@ -92,17 +96,41 @@ def measure(args, device: str, n: int, repeats: int, tmp: Path) -> None:
     except ImportError as exc:
         common.note(f"interpolation skipped: ganctl.commands.interpolate does not import ({exc})")
     else:
-        walls = [common.timed_run([*cli_cmd, "interpolate", str(run_dir), "--rows", "16", "--steps", "16",
-                                   "-o", str(tmp / f"grid_{r}.png"), "--device", device], env=env)[0]
-                 for r in range(repeats)]
+        walls = [
+            common.timed_run(
+                [
+                    *cli_cmd,
+                    "interpolate",
+                    str(run_dir),
+                    "--rows",
+                    "16",
+                    "--steps",
+                    "16",
+                    "-o",
+                    str(tmp / f"grid_{r}.png"),
+                    "--device",
+                    device,
+                ],
+                env=env,
+            )[0]
+            for r in range(repeats)
+        ]
         interp = statistics.median(walls)
 
     cli_wall = statistics.median(cli)
-    common.emit("sample_speed", device, {
-        "n": n, "cli_wall_s": cli_wall, "cli_samples_per_s": n / cli_wall,
-        "cli_n1_wall_s": statistics.median(cli_one) if cli_one else float("nan"), "inproc_samples_per_s": statistics.median(inproc),
-        "gen_samples_per_s": statistics.median(gen), "interp_wall_s": interp,
-    })
+    common.emit(
+        "sample_speed",
+        device,
+        {
+            "n": n,
+            "cli_wall_s": cli_wall,
+            "cli_samples_per_s": n / cli_wall,
+            "cli_n1_wall_s": statistics.median(cli_one) if cli_one else float("nan"),
+            "inproc_samples_per_s": statistics.median(inproc),
+            "gen_samples_per_s": statistics.median(gen),
+            "interp_wall_s": interp,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ One result line, `startup key=value ...` (medians of the repeats):
                     grid and a checkpoint after the step)
 Clock: time.time() just before the launch and the file's modification time share the wall clock.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,18 @@ def main() -> None:
     repeats = 1 if args.smoke else 5
     env = common.child_env(args)
     cmd = common.ganctl_command()
-    results: dict[str, list[float]] = {k: [] for k in ("help_s", "train_help_s", "import_torch_s", "first_step_s",
-                                                       "to_loop_s", "first_step_own_s", "train_wall_s")}
+    results: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "help_s",
+            "train_help_s",
+            "import_torch_s",
+            "first_step_s",
+            "to_loop_s",
+            "first_step_own_s",
+            "train_wall_s",
+        )
+    }
     with tempfile.TemporaryDirectory(prefix="ganctl_bench_") as tmp:
         tmp = Path(tmp)
         root, real = common.mnist_test_root(args.data_root, tmp, n=1000 if args.smoke else 10_000)

@@ -16,6 +16,7 @@ between them, so the first log interval (start-up, first-call allocations) is ex
 per-step logging work is included. The reference loops are timed the same way: a warm-up, then
 a window of the same number of steps.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,10 +33,12 @@ def reference_models(device):
     """Setup 001's networks exactly as the post writes them: a Sigmoid layer and BCELoss."""
     from torch import nn
 
-    G = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                      nn.Linear(256, 784), nn.Tanh()).to(device)
-    D = nn.Sequential(nn.Linear(784, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2),
-                      nn.Linear(256, 1), nn.Sigmoid()).to(device)
+    G = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 784), nn.Tanh()).to(
+        device
+    )
+    D = nn.Sequential(
+        nn.Linear(784, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1), nn.Sigmoid()
+    ).to(device)
     return G, D
 
 
@@ -67,8 +70,9 @@ class ReferenceLoop:
 
         self.torch, self.device, self.batch_size = torch, device, batch_size
         transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-        self.loader = DataLoader(PILDigits(images, transform), batch_size=batch_size, shuffle=True,
-                                 drop_last=True, num_workers=0)
+        self.loader = DataLoader(
+            PILDigits(images, transform), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0
+        )
         self.G, self.D = reference_models(device)
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=2e-4)
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4)
@@ -175,8 +179,11 @@ def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path
     mnist = [f"dataset.root={root}", "dataset.split=test"]
     bce = common.train_overrides("mnist_bce", warmup + window, warmup, device, mnist)
 
-    common.note(f"mnist_bce: {repeats} x {window} steps after {warmup} warm-up, ganctl / reference / resident / ganctl-autograd "
-                f"interleaved, on {'the real' if real else 'generated'} MNIST test split ({len(images)} images)")
+    common.note(
+        f"mnist_bce: {repeats} x {window} steps after {warmup} warm-up, "
+        "ganctl / reference / resident / ganctl-autograd "
+        f"interleaved, on {'the real' if real else 'generated'} MNIST test split ({len(images)} images)"
+    )
     reference, resident = ReferenceLoop(images, device), ResidentLoop(images, device)
     for _ in range(warmup):
         reference.step()
@@ -187,13 +194,20 @@ def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path
         theirs.append(reference.rate(window))
         plain.append(resident.rate(window))
         auto.append(ganctl_rate(bce + ["trainer.backward=autograd"], tmp / f"bce_autograd_{r}"))
-        common.note(f"  repeat {r + 1}: ganctl {ours[-1]:.1f}, reference {theirs[-1]:.1f}, "
-                    f"resident {plain[-1]:.1f}, ganctl with autograd {auto[-1]:.1f} steps/s")
+        common.note(
+            f"  repeat {r + 1}: ganctl {ours[-1]:.1f}, reference {theirs[-1]:.1f}, "
+            f"resident {plain[-1]:.1f}, ganctl with autograd {auto[-1]:.1f} steps/s"
+        )
     pairs = [a / b for a, b in zip(ours, theirs)]
-    values = {**common.spread("bce_ganctl", ours), **common.spread("bce_reference", theirs),
-              **common.spread("bce_resident", plain), **common.spread("bce_autograd", auto),
-              "ratio": statistics.median(ours) / statistics.median(theirs),
-              "ratio_pair_min": min(pairs), "ratio_pair_max": max(pairs)}
+    values = {
+        **common.spread("bce_ganctl", ours),
+        **common.spread("bce_reference", theirs),
+        **common.spread("bce_resident", plain),
+        **common.spread("bce_autograd", auto),
+        "ratio": statistics.median(ours) / statistics.median(theirs),
+        "ratio_pair_min": min(pairs),
+        "ratio_pair_max": max(pairs),
+    }
 
     # The other setups, ganctl only: (experiment, warm-up steps = log interval, window, extra overrides)
     small = 3 if args.smoke else None
@@ -202,8 +216,12 @@ def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path
     others = [
         ("gaussian1d", 2 if args.smoke else 10, 2 if args.smoke else 60, []),
         ("mnist_goodfellow", small or 50, small or 200, mnist),
-        ("svhn_wgan_gp", 1, 1 if args.smoke else 4,
-         [f"dataset.root={svhn_root}", "dataset.split=train"] + (["trainer.batch_size=8"] if args.smoke else [])),
+        (
+            "svhn_wgan_gp",
+            1,
+            1 if args.smoke else 4,
+            [f"dataset.root={svhn_root}", "dataset.split=train"] + (["trainer.batch_size=8"] if args.smoke else []),
+        ),
     ]
     for name, warm, steps, extra in others:
         overrides = common.train_overrides(name, warm + steps, warm, device, extra)

@@ -8,6 +8,7 @@
 
 The same composition (Hydra's, from ganctl's conf/) and the same validation as `ganctl train`.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,8 +76,10 @@ def train(cfg: RunConfig | str, run_dir: str | os.PathLike | None = None, *overr
     if isinstance(cfg, str):
         cfg = compose(cfg, *overrides)
     elif overrides:
-        raise ConfigError("overrides go with an experiment name: ganctl.train('mnist_bce', 'optim.lr=1e-4'); "
-                          "accepted: a RunConfig alone, or a name and overrides")
+        raise ConfigError(
+            "overrides go with an experiment name: ganctl.train('mnist_bce', 'optim.lr=1e-4'); "
+            "accepted: a RunConfig alone, or a name and overrides"
+        )
     training_device(cfg)
     check_data(cfg)
     folder = Path(run_dir) if run_dir is not None else Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -101,7 +104,7 @@ class Generator:
         """n samples as one picture (a histogram for the 1-D Gaussian)."""
         x = self.sample(n, seed)
         if self.loaded.is_image:
-            return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n ** 0.5)))
+            return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n**0.5)))
         d = self.cfg.dataset
         return images.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")
 

@@ -8,6 +8,7 @@ torch version and shapes in `cache_path()`, so only the first run on a machine p
 GANCTL_AUTOTUNE=off (or 0) takes the default without timing; =fresh times again and overwrites.
 This module sits at the bottom of the package: it imports torch and the standard library only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,18 +35,22 @@ _clock = time.perf_counter  # a module global so tests can swap in a fake clock
 
 @dataclass
 class Choice:
-    name: str                 # the setting, e.g. "trainer.cpu_matmul"
-    value: str                # the winning candidate
+    name: str  # the setting, e.g. "trainer.cpu_matmul"
+    value: str  # the winning candidate
     timings_ms: dict[str, float] = field(default_factory=dict)  # candidate -> median ms per call
     cached: bool = False
-    measured_at: str = ""     # when the timings were taken (UTC)
-    note: str = ""            # why nothing was timed, where nothing was
+    measured_at: str = ""  # when the timings were taken (UTC)
+    note: str = ""  # why nothing was timed, where nothing was
 
     def reason(self) -> str:
         if not self.timings_ms:
             return f"{self.name}=auto chose {self.value} ({self.note})"
         times = ", ".join(f"{k} {v:.2f} ms" for k, v in self.timings_ms.items())
-        when = f"cached from {self.measured_at}" if self.cached else "measured now" + (f"; {self.note}" if self.note else "")
+        when = (
+            f"cached from {self.measured_at}"
+            if self.cached
+            else "measured now" + (f"; {self.note}" if self.note else "")
+        )
         return f"{self.name}=auto chose {self.value}: {times} per call ({when})"
 
 
@@ -116,9 +121,13 @@ def _store(path: Path, entry_key: str, entry: dict) -> None:
 
 def _valid(entry: object, candidates: dict) -> bool:
     """Whether a cache entry is one _store wrote for these candidates (the file may be hand-edited)."""
-    return (isinstance(entry, dict) and entry.get("value") in candidates
-            and isinstance(entry.get("timings_ms"), dict) and set(entry["timings_ms"]) == set(candidates)
-            and all(isinstance(t, (int, float)) for t in entry["timings_ms"].values()))
+    return (
+        isinstance(entry, dict)
+        and entry.get("value") in candidates
+        and isinstance(entry.get("timings_ms"), dict)
+        and set(entry["timings_ms"]) == set(candidates)
+        and all(isinstance(t, (int, float)) for t in entry["timings_ms"].values())
+    )
 
 
 def _call(fn: Callable[[], object]) -> float:
@@ -160,8 +169,16 @@ def _pick(timings_ms: dict[str, float], margin: float) -> str:
     return best if timings_ms[best] < timings_ms[first] * (1 - margin) else first
 
 
-def choose(name: str, key: dict, candidates: dict[str, Callable[[], object]], *, budget_s: float = 0.5,
-           default: str | None = None, cache: bool = True, margin: float = 0.03) -> Choice:
+def choose(
+    name: str,
+    key: dict,
+    candidates: dict[str, Callable[[], object]],
+    *,
+    budget_s: float = 0.5,
+    default: str | None = None,
+    cache: bool = True,
+    margin: float = 0.03,
+) -> Choice:
     """The fastest of `candidates` (name -> a call of one step of it) on this machine.
 
     `key` describes what is timed (shapes, dtype, device, ...); with the machine's fingerprint,
@@ -179,8 +196,11 @@ def choose(name: str, key: dict, candidates: dict[str, Callable[[], object]], *,
         choice = Choice(name, default or next(iter(candidates)), note=note)
         log.info(choice.reason())
         return choice
-    entry_key = json.dumps({"machine": _machine(key), "name": name, "key": key,
-                            "candidates": sorted(candidates)}, sort_keys=True, default=str)
+    entry_key = json.dumps(
+        {"machine": _machine(key), "name": name, "key": key, "candidates": sorted(candidates)},
+        sort_keys=True,
+        default=str,
+    )
     path = cache_path()
     if cache and mode != "fresh":
         hit = _load(path).get(entry_key)
@@ -190,8 +210,14 @@ def choose(name: str, key: dict, candidates: dict[str, Callable[[], object]], *,
             return choice
     timings, noisy = _measure(candidates, budget_s)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    choice = Choice(name, _pick(timings, margin), timings, False, now,
-                    note="noisy timings: the machine was busy, not cached" if noisy else "")
+    choice = Choice(
+        name,
+        _pick(timings, margin),
+        timings,
+        False,
+        now,
+        note="noisy timings: the machine was busy, not cached" if noisy else "",
+    )
     if cache and not noisy:
         _store(path, entry_key, {"value": choice.value, "timings_ms": timings, "measured_at": now})
     log.info(choice.reason())

@@ -1,4 +1,5 @@
 """Command-line entry point: `train` goes to Hydra, the other subcommands to argparse."""
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,11 @@ def _hydra_message(exc: BaseException) -> str:
         texts.append(str(exc))
         exc = exc.__cause__ or exc.__context__
     lines = [ln.strip() for t in texts for ln in t.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("full_key", "object_type", "reference_type",
-                                                     "Set the environment", "To append"))]
+    keep = [
+        ln
+        for ln in lines
+        if not ln.startswith(("full_key", "object_type", "reference_type", "Set the environment", "To append"))
+    ]
     full_key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key")), None)
     msg = "; ".join(dict.fromkeys(keep[:2]))
     return f"{full_key}: {msg}" if full_key and full_key not in msg else msg
@@ -133,8 +137,10 @@ def check_output_folder(target: str) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise StorageError(f"cannot create the run folder {target}: {probe} is not a writable folder; "
-                           "accepted: hydra.run.dir=DIR under a writable folder")
+        raise StorageError(
+            f"cannot create the run folder {target}: {probe} is not a writable folder; "
+            "accepted: hydra.run.dir=DIR under a writable folder"
+        )
 
 
 def prevalidate(overrides: list[str]) -> str | None:
@@ -173,8 +179,11 @@ def resume_config(ckpt: dict, overrides: Sequence[str], composed=None):
     from ganctl.config import RunConfig, to_dict, to_run_config
 
     base = to_run_config(ckpt["config"])
-    parsed = [o for o in OverridesParser.create().parse_overrides(list(overrides))
-              if o.key_or_group != "resume" and not o.key_or_group.startswith("hydra")]
+    parsed = [
+        o
+        for o in OverridesParser.create().parse_overrides(list(overrides))
+        if o.key_or_group != "resume" and not o.key_or_group.startswith("hydra")
+    ]
     if any(o.is_sweep_override() for o in parsed):
         raise ConfigError("resume=... runs one job; sweep values (a,b or range()) are not accepted with it")
     if any(o.key_or_group in GROUPS for o in parsed):
@@ -225,8 +234,9 @@ def prepare_resume(target: str, overrides: list[str], args: list[str]) -> tuple[
     training_device(cfg)
     check_data(cfg)
     run_dir = str(path.resolve().parent.parent)
-    note = (f"ganctl: resuming {run_dir} from step {ckpt['step']}"
-            + (f"; changed: {', '.join(changed)}" if changed else " with its own config"))
+    note = f"ganctl: resuming {run_dir} from step {ckpt['step']}" + (
+        f"; changed: {', '.join(changed)}" if changed else " with its own config"
+    )
     # Keep the first run's .hydra/ as it was; the resumed job's Hydra files go beside it.
     extra = [f"hydra.output_subdir=.hydra/resume_step_{ckpt['step']}"]
     if any(_split_override(a) is not None and _split_override(a)[0] == "hydra.run.dir" for a in args):
@@ -243,8 +253,19 @@ def prepare_resume(target: str, overrides: list[str], args: list[str]) -> tuple[
 
 SWEEP_RECORD = ".ganctl-sweep.json"  # the command a named sweep folder was started with
 # Hydra flags after which no job runs: nothing to claim, nothing to move aside.
-NO_JOB_FLAGS = ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--version",
-                "-sc", "--shell-completion")
+NO_JOB_FLAGS = (
+    "--cfg",
+    "-c",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--resolve",
+    "--version",
+    "-sc",
+    "--shell-completion",
+)
 _overwrite = False  # overwrite=true, for a claim that can only happen inside the job (see _train_task)
 
 
@@ -281,8 +302,10 @@ def _take_overwrite(args: list[str]) -> tuple[list[str], bool]:
         elif split[1].lower() in ("true", "false"):
             overwrite = split[1].lower() == "true"
         else:
-            raise ConfigError(f"overwrite={split[1]} is invalid; accepted: overwrite=true (moves the run in the "
-                              "folder aside to FOLDER.old-N/) or overwrite=false")
+            raise ConfigError(
+                f"overwrite={split[1]} is invalid; accepted: overwrite=true (moves the run in the "
+                "folder aside to FOLDER.old-N/) or overwrite=false"
+            )
     return rest, overwrite
 
 
@@ -308,9 +331,11 @@ def claim_run_folder(run_dir: Path, continuing: bool, overwrite: bool) -> None:
     if holds_run(run_dir) and not continuing:
         if not overwrite:
             files.unlock_folder(run_dir)
-            raise RunExists(f"{run_dir} already holds a ganctl run (checkpoints/last.pt or metrics.csv); accepted: "
-                            f"resume={shlex.quote(str(run_dir))} to continue it, hydra.run.dir=ANOTHER_FOLDER for a "
-                            f"new run, or overwrite=true to move it aside to {run_dir}.old-N/")
+            raise RunExists(
+                f"{run_dir} already holds a ganctl run (checkpoints/last.pt or metrics.csv); accepted: "
+                f"resume={shlex.quote(str(run_dir))} to continue it, hydra.run.dir=ANOTHER_FOLDER for a "
+                f"new run, or overwrite=true to move it aside to {run_dir}.old-N/"
+            )
         aside = files.move_aside(run_dir)
         files.unlock_folder(run_dir)
         print(f"ganctl: overwrite=true: moved the previous run aside to {aside}")
@@ -358,10 +383,12 @@ def claim_sweep_folder(args: list[str], overwrite: bool) -> None:
         print(f"ganctl: overwrite=true: moved the previous sweep aside to {aside}")
     elif ran and _recorded_command(sweep_dir) != command:
         before = _recorded_command(sweep_dir)
-        raise RunExists(f"{sweep_dir} holds a sweep started with another command "
-                        f"({' '.join(before) if before is not None else 'unknown'}); accepted: that same command "
-                        f"to continue it, hydra.sweep.dir=ANOTHER_FOLDER, or overwrite=true to move it aside to "
-                        f"{sweep_dir}.old-N/")
+        raise RunExists(
+            f"{sweep_dir} holds a sweep started with another command "
+            f"({' '.join(before) if before is not None else 'unknown'}); accepted: that same command "
+            f"to continue it, hydra.sweep.dir=ANOTHER_FOLDER, or overwrite=true to move it aside to "
+            f"{sweep_dir}.old-N/"
+        )
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -420,8 +447,10 @@ def plan_job(cfg, overrides: Sequence[str], run_dir: Path, sweep: bool):
         # The sweep's command is the one it started with (claim_sweep_folder): this folder holds
         # this job's run, finished or interrupted, unless the config files changed since.
         if not _same_config(checkpoint.load(last)["config"], composed):
-            raise RunExists(f"{run_dir} holds a run of another config than this job's (were conf/ files edited?); "
-                            "accepted: hydra.sweep.dir=ANOTHER_FOLDER, or overwrite=true to move the sweep aside")
+            raise RunExists(
+                f"{run_dir} holds a run of another config than this job's (were conf/ files edited?); "
+                "accepted: hydra.sweep.dir=ANOTHER_FOLDER, or overwrite=true to move the sweep aside"
+            )
         target, continue_here = str(run_dir), True
     if target is None:
         return composed, None, False
@@ -441,9 +470,13 @@ def _train_task(cfg) -> float | None:
     sweep = hc.mode == RunMode.MULTIRUN
     if "optuna" in str(hc.sweeper.get("_target_", "")).lower() and cfg.trainer.eval_every is None:
         # Every trial would return nothing to minimise: stop the whole study before its first step.
-        fail(ConfigError("hydra/sweeper=optuna minimises the evaluation metric, but trainer.eval_every=null; "
-                         "accepted: trainer.eval_every=K (a multiple of trainer.log_every), as "
-                         "conf/hparams_search/*.yaml set it"))
+        fail(
+            ConfigError(
+                "hydra/sweeper=optuna minimises the evaluation metric, but trainer.eval_every=null; "
+                "accepted: trainer.eval_every=K (a multiple of trainer.log_every), as "
+                "conf/hparams_search/*.yaml set it"
+            )
+        )
     # A single run holds its folder from train_main on; a sweep job locks its folder for the job.
     claim = _main_process() and not files.holds_lock(run_dir)
     try:
@@ -463,8 +496,10 @@ def _train_task(cfg) -> float | None:
         err = exc if isinstance(exc, GanctlError) else files.refused(exc.filename or run_dir, exc)
         last = run_dir / "checkpoints" / "last.pt"
         if isinstance(err, StorageError) and last.is_file():
-            err = StorageError(f"{err}; the last good checkpoint {last} is intact: once the folder takes writes "
-                               f"again, ganctl train resume={shlex.quote(str(run_dir))}")
+            err = StorageError(
+                f"{err}; the last good checkpoint {last} is intact: once the folder takes writes "
+                f"again, ganctl train resume={shlex.quote(str(run_dir))}"
+            )
         if not sweep or isinstance(err, Interrupted):
             fail(err)
         if not isinstance(err, (FolderInUse, RunExists)):  # those folders hold someone else's run
@@ -481,8 +516,10 @@ def _train_task(cfg) -> float | None:
             files.unlock_folder(run_dir)
     metric = summary.get("metric")
     scored = f"; {metric} {summary['metric_value']:.4g}" if summary.get("metric_value") is not None else ""
-    print(f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s{scored}; outputs in {run_dir}:"
-          " metrics.csv, samples/, checkpoints/last.pt")
+    print(
+        f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s{scored}; outputs in {run_dir}:"
+        " metrics.csv, samples/, checkpoints/last.pt"
+    )
     # What a sweeper minimises (hydra/sweeper=optuna): the final evaluation metric, FD or W1.
     return summary.get("metric_value")
 
@@ -528,6 +565,24 @@ def train_main(args: list[str]) -> None:
             files.unlock_folder(claimed)
 
 
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group and exit at once once the run is written.
+
+    About one torchrun worker in eight aborted in the interpreter's own exit after finishing
+    (a native thread of the process group still joinable at static destruction): torchrun then
+    reports the whole run failed. Spawned workers (trainer.devices=N) leave the same way.
+    """
+    import os
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -544,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if command == "train":
             train_main(rest)
+            _leave_process_group()
         elif command == "sample":
             from ganctl.commands.sample import main as sample_main
 
@@ -565,8 +621,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             inspect_main(rest)
         else:
-            raise ConfigError(f"unknown command {command!r}; "
-                              "accepted: train, sample, interpolate, eval, report, inspect")
+            raise ConfigError(
+                f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report, inspect"
+            )
     except GanctlError as err:
         fail(err)
 

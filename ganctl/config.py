@@ -2,6 +2,7 @@
 
 Values are checked against the registries in ganctl.training.validate, where they are visible.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

@@ -1,4 +1,5 @@
 """Datasets as one tensor on the training device, and the batch sampler that indexes it."""
+
 from __future__ import annotations
 
 import codecs
@@ -109,8 +110,10 @@ def read_idx(path: Path, ndim: int, kind: str) -> np.ndarray:
     dims = _idx_dims(path, raw, ndim, kind)
     offset = 4 + 4 * ndim
     if len(raw) != offset + math.prod(dims):
-        raise DataError(f"{path} is truncated or padded: its header promises {' x '.join(map(str, dims))} "
-                        f"bytes of data, it holds {len(raw) - offset}")
+        raise DataError(
+            f"{path} is truncated or padded: its header promises {' x '.join(map(str, dims))} "
+            f"bytes of data, it holds {len(raw) - offset}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -255,11 +258,16 @@ def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             labels = np.asarray(batch.get("labels"), dtype=np.int64).reshape(-1)
         except (TypeError, ValueError):
             labels = np.full(1, -1)
-        if (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
-                and len(labels) == len(data) and ((labels >= 0) & (labels <= 9)).all()):
+        if (
+            isinstance(data, np.ndarray)
+            and data.dtype == np.uint8
+            and data.ndim == 2
+            and data.shape[1] == 3072
+            and len(labels) == len(data)
+            and ((labels >= 0) & (labels <= 9)).all()
+        ):
             return data.reshape(-1, 3, 32, 32), labels
-    raise DataError(f"{path} is not a CIFAR-10 batch: expected a dict with uint8 data of N x 3072 "
-                    "and N labels in 0..9")
+    raise DataError(f"{path} is not a CIFAR-10 batch: expected a dict with uint8 data of N x 3072 and N labels in 0..9")
 
 
 def locate_cifar10(cfg: DatasetConfig) -> list[Path]:

@@ -1,4 +1,5 @@
 """Devices by name: what `auto`, `cpu`, `cuda:N` and `mps` mean on the machine at hand."""
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,7 @@ def resolve_device(spec: str, key: str = "trainer.device") -> torch.device:
             raise ConfigError(f"{key}={spec!r} but this machine has no CUDA device; accepted: {accepted}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"{key}={spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; "
-                f"accepted: {accepted}"
+                f"{key}={spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; accepted: {accepted}"
             )
     elif device.type == "mps" and not mps:
         raise ConfigError(f"{key}={spec!r} but MPS is not available here; accepted: {accepted}")

@@ -1,4 +1,5 @@
 """The project's own error types: the CLI prints them as one line each, never a traceback."""
+
 import argparse
 
 

@@ -4,6 +4,7 @@ ganctl trains it on the real split itself (no downloaded weights), keeps the las
 measure its accuracy, and caches it with the real-data feature statistics under
 <root>/ganctl_features/<dataset>_<split>.pt, keyed by the data file's checksum.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganctl.files import atomic_write
-from ganctl.config import DatasetConfig
-from ganctl.data import (IDX_LAYOUTS, SPLITS, data_root, load_idx, load_idx_labels, load_svhn, locate_cifar10,
-                         locate_idx, locate_svhn, read_cifar10)
-from ganctl.errors import DataError
 from ganctl import metrics
+from ganctl.config import DatasetConfig
+from ganctl.data import (
+    IDX_LAYOUTS,
+    SPLITS,
+    data_root,
+    load_idx,
+    load_idx_labels,
+    load_svhn,
+    locate_cifar10,
+    locate_idx,
+    locate_svhn,
+    read_cifar10,
+)
+from ganctl.errors import DataError
+from ganctl.files import atomic_write
 from ganctl.metrics import feature_stats
 
 CACHE_FORMAT = 1
@@ -116,8 +127,9 @@ def held_out_size(n: int) -> int:
 
 
 @torch.no_grad()
-def embed_all(net: FeatureNet, images: torch.Tensor, device: torch.device,
-              batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def embed_all(
+    net: FeatureNet, images: torch.Tensor, device: torch.device, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and softmax probabilities of uint8 images, computed in batches."""
     net.eval()
     feats, probs = [], []
@@ -152,8 +164,9 @@ def fallback_cache_path(cfg: DatasetConfig, checksum: str) -> Path:
     return base / f"{cfg.name}_{cfg.split}_{checksum[:16]}.pt"
 
 
-def fit(cfg: DatasetConfig, device: torch.device, epochs: int = 4, seed: int = 0,
-        progress: bool = True) -> FeatureModel:
+def fit(
+    cfg: DatasetConfig, device: torch.device, epochs: int = 4, seed: int = 0, progress: bool = True
+) -> FeatureModel:
     """Train the feature network on the split, measure it, cache it with the real statistics.
 
     Its random draws come from forked streams: a training run that evaluates (trainer.eval_every)
@@ -190,28 +203,39 @@ def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool) 
             loss.backward()
             opt.step()
         if progress:
-            print(f"ganctl: feature net epoch {epoch + 1}/{epochs} loss {loss.item():.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"ganctl: feature net epoch {epoch + 1}/{epochs} loss {loss.item():.4f} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     feats, probs = embed_all(net, real.images, device)
     accuracy = float((probs[n - hold :].argmax(1) == real.labels[n - hold :].numpy()).mean())
     mu, sigma = feature_stats(feats)
     keep = np.random.default_rng(0).permutation(n)[:REAL_FEATURES_KEPT]
-    model = FeatureModel(net.eval(), cfg.name, cfg.split, accuracy, real.checksum, mu, sigma,
-                         feats[np.sort(keep)], cache_path(cfg))
+    model = FeatureModel(
+        net.eval(), cfg.name, cfg.split, accuracy, real.checksum, mu, sigma, feats[np.sort(keep)], cache_path(cfg)
+    )
     model.path = save(model, cfg, channels, size, hold)
     if progress:
-        print(f"ganctl: feature net held-out accuracy {accuracy:.2%} on {hold} images; cached at {model.path}",
-              flush=True)
+        print(
+            f"ganctl: feature net held-out accuracy {accuracy:.2%} on {hold} images; cached at {model.path}", flush=True
+        )
     return model
 
 
 def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held_out: int) -> Path:
     payload = {
-        "format": CACHE_FORMAT, "dataset": model.dataset, "split": model.split, "sha256": model.checksum,
-        "channels": channels, "size": size, "accuracy": model.accuracy,
+        "format": CACHE_FORMAT,
+        "dataset": model.dataset,
+        "split": model.split,
+        "sha256": model.checksum,
+        "channels": channels,
+        "size": size,
+        "accuracy": model.accuracy,
         "held_out": held_out,
         "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
-        "mu": torch.from_numpy(model.mu), "sigma": torch.from_numpy(model.sigma),
+        "mu": torch.from_numpy(model.mu),
+        "sigma": torch.from_numpy(model.sigma),
         "real_features": torch.from_numpy(model.real_features),
     }
     for path in (cache_path(cfg), fallback_cache_path(cfg, model.checksum)):
@@ -239,8 +263,17 @@ def load_cached(cfg: DatasetConfig, device: torch.device) -> FeatureModel | None
             continue
         net = FeatureNet(c["channels"], c["size"])
         net.load_state_dict(c["state_dict"])
-        return FeatureModel(net.to(device).eval(), c["dataset"], c["split"], float(c["accuracy"]), checksum,
-                            c["mu"].numpy(), c["sigma"].numpy(), c["real_features"].numpy(), path)
+        return FeatureModel(
+            net.to(device).eval(),
+            c["dataset"],
+            c["split"],
+            float(c["accuracy"]),
+            checksum,
+            c["mu"].numpy(),
+            c["sigma"].numpy(),
+            c["real_features"].numpy(),
+            path,
+        )
     return None
 
 
@@ -255,13 +288,16 @@ def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True)
     return model
 
 
-def image_metrics(x: torch.Tensor, fm: FeatureModel, device: torch.device, batch_size: int,
-                  pr_samples: int, seed: int) -> dict:
+def image_metrics(
+    x: torch.Tensor, fm: FeatureModel, device: torch.device, batch_size: int, pr_samples: int, seed: int
+) -> dict:
     """Every image metric of uint8 samples against the cached real statistics."""
     feats, probs = embed_all(fm.net, x, device, batch_size)
     mu, sigma = feature_stats(feats)
-    out = {"fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
-           "classifier_score": metrics.classifier_score(probs)}
+    out = {
+        "fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
+        "classifier_score": metrics.classifier_score(probs),
+    }
     out.update(metrics.class_coverage(probs.argmax(axis=1), NUM_CLASSES))
     m = min(pr_samples, len(feats), len(fm.real_features))
     rng = np.random.default_rng(seed)

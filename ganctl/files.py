@@ -6,6 +6,7 @@ full disk, a file-size limit, a read-only or vanished folder) the caller gets a 
 names the file and the reason. A run folder is locked with flock(2) for the life of the process
 that trains into it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -201,8 +202,10 @@ def lock_folder(folder: Path) -> None:
         os.close(fd)
         if who is None:
             raise refused(folder / LOCK_NAME, exc, doing="lock") from None
-        raise FolderInUse(f"{folder} is in use by {who}, which is training into it; accepted: another "
-                          "folder (hydra.run.dir=DIR), or the same command once that process has ended") from None
+        raise FolderInUse(
+            f"{folder} is in use by {who}, which is training into it; accepted: another "
+            "folder (hydra.run.dir=DIR), or the same command once that process has ended"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)

@@ -1,4 +1,5 @@
 """Latents and G(z): the one latent sampler and the one `generate` of training, sample, interpolate and eval."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -10,8 +11,14 @@ from tqdm import tqdm
 from ganctl.config import ModelConfig
 
 
-def latents(n: int, model: ModelConfig, *, device: torch.device | str = "cpu",
-            generator: torch.Generator | None = None, truncation: float | None = None) -> torch.Tensor:
+def latents(
+    n: int,
+    model: ModelConfig,
+    *,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    truncation: float | None = None,
+) -> torch.Tensor:
     """n latents z ~ N(0, I), or U[0, 1) per entry as in setup 002.
 
     Training draws from the device's global random stream (`generator=None`), which checkpoints
@@ -35,8 +42,13 @@ def seeded(n: int, model: ModelConfig, seed: int, truncation: float | None = Non
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, batch_size: int | None = None, progress: bool = False,
-             convert: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def generate(
+    G: nn.Module,
+    z: torch.Tensor,
+    batch_size: int | None = None,
+    progress: bool = False,
+    convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """G(z) in eval mode on G's device, in batches, returned as float32 (or `convert`ed) on the CPU.
 
     `convert` maps each batch before it is kept (e.g. to uint8 pixels): 50,000 SVHN samples are

@@ -1,4 +1,5 @@
 """Pictures ganctl writes: image grids, and plots drawn with Pillow (no plotting dependency)."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
 
 
-def histogram(values: np.ndarray, mean: float, std: float, title: str = "",
-              size: tuple[int, int] = (480, 320), bins: int = 50) -> Image.Image:
+def histogram(
+    values: np.ndarray, mean: float, std: float, title: str = "", size: tuple[int, int] = (480, 320), bins: int = 50
+) -> Image.Image:
     """Histogram of 1-D samples (density) with the target N(mean, std) drawn over it."""
     values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
@@ -67,11 +69,22 @@ def histogram(values: np.ndarray, mean: float, std: float, title: str = "",
     return img
 
 
-def line_plot(series: dict[str, Sequence[tuple[float, float]]], title: str = "",
-              size: tuple[int, int] = (640, 360)) -> Image.Image:
+def line_plot(
+    series: dict[str, Sequence[tuple[float, float]]], title: str = "", size: tuple[int, int] = (640, 360)
+) -> Image.Image:
     """Several (x, y) curves on shared axes with a legend."""
-    palette = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
-               (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+    palette = [
+        (31, 119, 180),
+        (214, 39, 40),
+        (44, 160, 44),
+        (255, 127, 14),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ]
     points = [p for s in series.values() for p in s if all(map(math.isfinite, p))]
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
@@ -83,8 +96,10 @@ def line_plot(series: dict[str, Sequence[tuple[float, float]]], title: str = "",
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    to_xy = lambda p: (left + (p[0] - x0) / (x1 - x0) * (right - left),  # noqa: E731
-                       bottom - (p[1] - y0) / (y1 - y0) * (bottom - top))
+    to_xy = lambda p: (
+        left + (p[0] - x0) / (x1 - x0) * (right - left),  # noqa: E731
+        bottom - (p[1] - y0) / (y1 - y0) * (bottom - top),
+    )
     draw.rectangle([left, top, right, bottom], outline="black")
     for frac in np.linspace(0, 1, 5):
         y = y0 + frac * (y1 - y0)
@@ -100,8 +115,9 @@ def line_plot(series: dict[str, Sequence[tuple[float, float]]], title: str = "",
     return img
 
 
-def scatter(points: np.ndarray, modes: np.ndarray, title: str = "", std: float | None = None,
-            size: int = 480) -> Image.Image:
+def scatter(
+    points: np.ndarray, modes: np.ndarray, title: str = "", std: float | None = None, size: int = 480
+) -> Image.Image:
     """2-D samples as a density of dots over the target's modes (red rings of 3 std, or crosses).
 
     The view spans the modes with a margin and widens to take in stray samples, up to three times

@@ -6,6 +6,7 @@ followed by BCELoss computes, without its overflow (BCELoss clamps the log at -1
 
 A new loss is a pair of functions and one line in LOSSES; it knows nothing of the training step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,8 +55,7 @@ def lsgan_g(fake: Tensor) -> Tensor:
     return 0.5 * (fake - 1).pow(2).mean()
 
 
-def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor,
-                     scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Gulrajani et al. 2017's two-sided penalty E[(|grad D(x_hat)| - 1)^2] on random interpolates,
     and the mean gradient norm (detached) for the log.
 

@@ -1,4 +1,5 @@
 """Sample-quality metrics as pure functions of features, class probabilities, 1-D values or 2-D points."""
+
 from __future__ import annotations
 
 import warnings
@@ -18,8 +19,9 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), the Frechet distance of two Gaussians (as FID)."""
     import scipy.linalg
 
@@ -120,8 +122,8 @@ def gaussian1d_stats(values: np.ndarray, mean: float, std: float) -> dict:
     return {
         "mean": float(m),
         "std": float(s),
-        "skewness": float((z ** 3).mean()),
-        "kurtosis": float((z ** 4).mean() - 3.0),  # excess kurtosis: 0 for a Gaussian
+        "skewness": float((z**3).mean()),
+        "kurtosis": float((z**4).mean() - 3.0),  # excess kurtosis: 0 for a Gaussian
         "ks_statistic": float(ks.statistic),
         "ks_pvalue": float(ks.pvalue),
         "wasserstein1": float(stats.wasserstein_distance(v, quantiles)),

@@ -1,4 +1,5 @@
 """Optimisers for G and D from one shared config with per-network overrides."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -30,16 +31,14 @@ def _impl_flags(impl: str, name: str, device: torch.device) -> dict:
     return {"foreach": impl == "foreach"}
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig, which: str,
-                    device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: OptimConfig, which: str, device: torch.device
+) -> torch.optim.Optimizer:
     s = resolved(cfg, which)
     flags = _impl_flags(cfg.impl, s["name"], device)
     if s["name"] == "adam":
-        return torch.optim.Adam(params, lr=s["lr"], betas=tuple(s["betas"]),
-                                weight_decay=s["weight_decay"], **flags)
+        return torch.optim.Adam(params, lr=s["lr"], betas=tuple(s["betas"]), weight_decay=s["weight_decay"], **flags)
     if s["name"] == "sgd":
-        return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"],
-                               weight_decay=s["weight_decay"], **flags)
+        return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"], **flags)
     flags.pop("fused", None)  # RMSprop has no fused kernel
-    return torch.optim.RMSprop(params, lr=s["lr"], momentum=s["momentum"],
-                               weight_decay=s["weight_decay"], **flags)
+    return torch.optim.RMSprop(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"], **flags)

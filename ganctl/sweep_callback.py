@@ -1,4 +1,5 @@
 """The Hydra callback that summarises a sweep when it ends (conf/train.yaml's hydra.callbacks)."""
+
 from __future__ import annotations
 
 from pathlib import Path

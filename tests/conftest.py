@@ -1,4 +1,5 @@
 """Shared fixtures: config composition, the real MNIST test split, generated SVHN files, the CLI."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 
 # One intra-op thread per test process: two pytest workers (make test) and the CLI subprocesses
@@ -40,6 +40,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -55,6 +57,14 @@ def mnist_root() -> Path:
     """The real MNIST test split that sits beside the repository (10,000 images)."""
     if not (SHARED_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST test split not found under {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fashion_root() -> Path:
+    """The real Fashion-MNIST files beside the repository (Debian's package: 60,000 + 10,000)."""
+    if not (SHARED_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real Fashion-MNIST not found under {SHARED_DATA}")
     return SHARED_DATA
 
 
@@ -89,5 +99,11 @@ def svhn_root(tmp_path_factory) -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
     """Run the real `ganctl` in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganctl", *args], cwd=cwd or REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ganctl", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,4 +1,5 @@
 """The Python API, called exactly as docs/notebook.md shows it."""
+
 import pytest
 import torch
 from PIL import Image
@@ -8,8 +9,14 @@ from ganctl.errors import ConfigError
 
 
 def test_notebook_walkthrough(mnist_root, tmp_path):
-    cfg = ganctl.compose("mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                         "trainer.steps=30", "trainer.log_every=10", "trainer.progress=false")
+    cfg = ganctl.compose(
+        "mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.steps=30",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+    )
     assert (cfg.optim.lr, cfg.trainer.batch_size) == (0.0002, 64)
     run = ganctl.train(cfg, tmp_path / "notebook")
     assert run.summary["steps"] == 30 and run.checkpoint.is_file()
@@ -23,8 +30,9 @@ def test_notebook_walkthrough(mnist_root, tmp_path):
 
 
 def test_compose_and_train_in_one_call(tmp_path):
-    run = ganctl.train("gaussian1d", tmp_path / "g", "trainer.steps=20", "trainer.log_every=10",
-                       "trainer.progress=false")
+    run = ganctl.train(
+        "gaussian1d", tmp_path / "g", "trainer.steps=20", "trainer.log_every=10", "trainer.progress=false"
+    )
     G = run.generator()
     assert G.sample(100).shape == (100, 1)
     assert G.grid(500).size[0] > 100  # the 1-D histogram

@@ -1,4 +1,5 @@
 """ganctl.autotune: timing candidates on the machine at hand, the tie rule, the cache, the env switches."""
+
 from __future__ import annotations
 
 import json
@@ -68,6 +69,7 @@ class FakeClock:
     def cost(self, seconds: float):
         def step():
             self.t += seconds
+
         return step
 
 
@@ -108,8 +110,9 @@ def test_identical_candidates_keep_the_first_listed(names):
 def test_another_candidate_must_beat_the_first_by_the_margin(monkeypatch, cost_b, expected):
     clock = FakeClock()
     monkeypatch.setattr(autotune, "_clock", clock)
-    choice = autotune.choose("t.margin", KEY, {"a": clock.cost(1.0), "b": clock.cost(cost_b)},
-                             budget_s=20, cache=False, margin=0.02)
+    choice = autotune.choose(
+        "t.margin", KEY, {"a": clock.cost(1.0), "b": clock.cost(cost_b)}, budget_s=20, cache=False, margin=0.02
+    )
     assert choice.value == expected
     assert choice.timings_ms == pytest.approx({"a": 1000.0, "b": 1000.0 * cost_b})
 
@@ -129,7 +132,7 @@ def test_interleaved_until_the_budget_is_spent(monkeypatch):
     a, b = Counter(clock.cost(1.0), "a", order), Counter(clock.cost(1.0), "b", order)
     autotune.choose("t.budget", KEY, {"a": a, "b": b}, budget_s=30, cache=False)
     assert a.calls == b.calls and 30 <= clock.t <= 34  # the round that crosses the budget completes
-    rounds = [set(order[i:i + 2]) for i in range(2, len(order), 2)]
+    rounds = [set(order[i : i + 2]) for i in range(2, len(order), 2)]
     assert all(r == {"a", "b"} for r in rounds)
 
 
@@ -145,11 +148,14 @@ def test_the_result_is_cached_and_not_measured_again(cache_dir):
     assert (cache_dir / "autotune.json").is_file()
 
 
-@pytest.mark.parametrize("other", [
-    {"name": "t.other"},                                          # another setting
-    {"key": {"shape": [128, 784], "device": "cpu"}},              # other shapes
-    {"candidates": ["a", "b", "c"]},                              # another candidate joined
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"name": "t.other"},  # another setting
+        {"key": {"shape": [128, 784], "device": "cpu"}},  # other shapes
+        {"candidates": ["a", "b", "c"]},  # another candidate joined
+    ],
+)
 def test_a_different_key_measures_again(other):
     autotune.choose("t.key", KEY, {"a": Counter(), "b": Counter()}, budget_s=0.02)
     cands = {n: Counter() for n in other.get("candidates", ["a", "b"])}
@@ -194,8 +200,7 @@ def test_an_unwritable_cache_only_means_measuring(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("switch", ["off", "0", "OFF"])
 @pytest.mark.parametrize("default, expected", [(None, "a"), ("b", "b")])
-def test_autotune_off_returns_the_default_without_calling_anything(monkeypatch, cache_dir, switch, default,
-                                                                   expected):
+def test_autotune_off_returns_the_default_without_calling_anything(monkeypatch, cache_dir, switch, default, expected):
     monkeypatch.setenv("GANCTL_AUTOTUNE", switch)
     a, b = Counter(), Counter()
     choice = autotune.choose("trainer.backward", KEY, {"a": a, "b": b}, default=default)
@@ -242,11 +247,15 @@ def test_the_cache_file_is_valid_json_after_writes(cache_dir):
 
 
 def test_reason_names_the_candidates_and_their_timings():
-    choice = autotune.choose("trainer.cpu_matmul", KEY,
-                             {"blas": lambda: None, "onednn": lambda: time.sleep(0.002)}, budget_s=0.05)
+    choice = autotune.choose(
+        "trainer.cpu_matmul", KEY, {"blas": lambda: None, "onednn": lambda: time.sleep(0.002)}, budget_s=0.05
+    )
     reason = choice.reason()
-    assert re.fullmatch(r"trainer\.cpu_matmul=auto chose blas: blas \d+\.\d\d ms, onednn \d+\.\d\d ms "
-                        r"per call \(measured now\)", reason), reason
+    assert re.fullmatch(
+        r"trainer\.cpu_matmul=auto chose blas: blas \d+\.\d\d ms, onednn \d+\.\d\d ms "
+        r"per call \(measured now\)",
+        reason,
+    ), reason
     assert f"onednn {choice.timings_ms['onednn']:.2f} ms" in reason
 
 
@@ -264,8 +273,12 @@ def test_a_malformed_entry_is_measured_again(cache_dir):
     autotune.choose("t.entry", KEY, {"a": Counter(), "b": Counter()}, budget_s=0.02)
     path = cache_dir / "autotune.json"
     (entry_key,) = json.loads(path.read_text())
-    for bad in ({"value": "c", "timings_ms": {"a": 1.0, "b": 2.0}}, {"value": "a", "timings_ms": {"a": "x", "b": 1}},
-                {"value": "a"}, "a"):
+    for bad in (
+        {"value": "c", "timings_ms": {"a": 1.0, "b": 2.0}},
+        {"value": "a", "timings_ms": {"a": "x", "b": 1}},
+        {"value": "a"},
+        "a",
+    ):
         path.write_text(json.dumps({entry_key: bad}))
         a = Counter()
         choice = autotune.choose("t.entry", KEY, {"a": a, "b": Counter()}, budget_s=0.02)

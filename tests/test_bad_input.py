@@ -3,17 +3,19 @@
 These run the CLI in-process (`ganctl.cli.main`), so the table stays fast; tests/test_cli.py runs
 a few of the same cases through a real subprocess.
 """
+
 import os
 
 import pytest
 import torch
 
-from conftest import compose
 from ganctl import files
-from ganctl.errors import StorageError
-from ganctl.training import checkpoint
 from ganctl.cli import main
 from ganctl.commands.train import run
+from ganctl.errors import StorageError
+from ganctl.training import checkpoint
+
+from conftest import compose
 
 
 def expect_error(capsys, argv, *needles, code=2):
@@ -30,35 +32,70 @@ def expect_error(capsys, argv, *needles, code=2):
 
 # (override, text the line must contain). Every key that takes a number or a choice.
 TRAIN_CASES = [
-    ("seed=abc", "seed"), ("seed=1.5", "seed"),
-    ("dataset.name=cifar", "dataset.name='cifar'"), ("dataset.split=val", "dataset.split='val'"),
-    ("dataset.mean=nan", "dataset.mean"), ("dataset.std=0", "dataset.std=0.0"), ("dataset.std=-1", "dataset.std"),
-    ("dataset.samples_per_epoch=0", "dataset.samples_per_epoch=0"), ("dataset.range=[1,0]", "dataset.range"),
+    ("seed=abc", "seed"),
+    ("seed=1.5", "seed"),
+    ("dataset.name=cifar", "dataset.name='cifar'"),
+    ("dataset.split=val", "dataset.split='val'"),
+    ("dataset.mean=nan", "dataset.mean"),
+    ("dataset.std=0", "dataset.std=0.0"),
+    ("dataset.std=-1", "dataset.std"),
+    ("dataset.samples_per_epoch=0", "dataset.samples_per_epoch=0"),
+    ("dataset.range=[1,0]", "dataset.range"),
     ("dataset.download=maybe", "dataset.download"),
-    ("model.arch=resnet", "model.arch='resnet'"), ("model.z_dim=0", "model.z_dim=0"), ("model.z_dim=x", "model.z_dim"),
-    ("model.latent=cauchy", "model.latent='cauchy'"), ("model.init=zeros", "model.init='zeros'"),
-    ("model.g_act=swish", "model.g_act='swish'"), ("model.d_act=gelu", "model.d_act='gelu'"),
-    ("model.g_out=relu", "model.g_out='relu'"), ("model.g_norm=group", "model.g_norm='group'"),
-    ("model.d_norm=instance", "model.d_norm='instance'"), ("model.d_features=fft", "model.d_features='fft'"),
-    ("model.g_hidden=[0]", "model.g_hidden"), ("model.d_hidden=[-4]", "model.d_hidden"),
-    ("model.d_dropout=1.0", "model.d_dropout=1.0"), ("model.width=0", "model.width=0"),
-    ("loss=foo", "loss='foo'"), ("loss.gp_weight=-1", "loss.gp_weight"), ("loss.d_batch=mixed", "loss.d_batch"),
-    ("optim=adagrad", "optim='adagrad'"), ("optim.lr=-1", "optim.lr=-1.0"), ("optim.lr=0", "optim.lr=0.0"),
-    ("optim.lr=inf", "optim.lr=inf"), ("optim.lr=fast", "optim.lr"), ("optim.betas=[0.5]", "optim.betas"),
-    ("optim.betas=[0.5,1.5]", "optim.betas"), ("optim.weight_decay=-0.1", "optim.weight_decay"),
-    ("optim.momentum=1.5", "optim.momentum=1.5"), ("optim.impl=cuda_graph", "optim.impl"),
-    ("optim.g.lr=-3", "optim.g.lr=-3.0"), ("optim.d.lr=0", "optim.d.lr=0.0"), ("optim.d.name=lbfgs", "optim.d.name"),
-    ("trainer=slow", "trainer='slow'"), ("trainer.steps=0", "trainer.steps=0"), ("trainer.steps=-5", "trainer.steps"),
-    ("trainer.steps=ten", "trainer.steps"), ("trainer.epochs=-1", "trainer.epochs"),
-    ("trainer.batch_size=0", "trainer.batch_size=0"), ("trainer.d_steps=0", "trainer.d_steps=0"),
-    ("trainer.g_steps=0", "trainer.g_steps=0"), ("trainer.log_every=0", "trainer.log_every=0"),
-    ("trainer.sample_every=0", "trainer.sample_every=0"), ("trainer.ckpt_every=-1", "trainer.ckpt_every"),
-    ("trainer.num_samples=0", "trainer.num_samples=0"), ("trainer.device=tpu", "trainer.device='tpu'"),
-    ("trainer.device=cuda:3", "trainer.device='cuda:3'"), ("trainer.on_nan=ignore", "trainer.on_nan"),
-    ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"), ("trainer.backward=fast", "trainer.backward='fast'"),
-    ("trainer.max_nan_skips=0", "trainer.max_nan_skips=0"), ("trainer.bogus=1", "trainer.bogus"),
-    ("checkpoints.keep_last=0", "checkpoints.keep_last=0"), ("model=transformer", "model='transformer'"),
-    ("dataset=celeba", "dataset='celeba'"), ("+experiment=nope", "experiment='nope'"),
+    ("model.arch=resnet", "model.arch='resnet'"),
+    ("model.z_dim=0", "model.z_dim=0"),
+    ("model.z_dim=x", "model.z_dim"),
+    ("model.latent=cauchy", "model.latent='cauchy'"),
+    ("model.init=zeros", "model.init='zeros'"),
+    ("model.g_act=swish", "model.g_act='swish'"),
+    ("model.d_act=gelu", "model.d_act='gelu'"),
+    ("model.g_out=relu", "model.g_out='relu'"),
+    ("model.g_norm=group", "model.g_norm='group'"),
+    ("model.d_norm=instance", "model.d_norm='instance'"),
+    ("model.d_features=fft", "model.d_features='fft'"),
+    ("model.g_hidden=[0]", "model.g_hidden"),
+    ("model.d_hidden=[-4]", "model.d_hidden"),
+    ("model.d_dropout=1.0", "model.d_dropout=1.0"),
+    ("model.width=0", "model.width=0"),
+    ("loss=foo", "loss='foo'"),
+    ("loss.gp_weight=-1", "loss.gp_weight"),
+    ("loss.d_batch=mixed", "loss.d_batch"),
+    ("optim=adagrad", "optim='adagrad'"),
+    ("optim.lr=-1", "optim.lr=-1.0"),
+    ("optim.lr=0", "optim.lr=0.0"),
+    ("optim.lr=inf", "optim.lr=inf"),
+    ("optim.lr=fast", "optim.lr"),
+    ("optim.betas=[0.5]", "optim.betas"),
+    ("optim.betas=[0.5,1.5]", "optim.betas"),
+    ("optim.weight_decay=-0.1", "optim.weight_decay"),
+    ("optim.momentum=1.5", "optim.momentum=1.5"),
+    ("optim.impl=cuda_graph", "optim.impl"),
+    ("optim.g.lr=-3", "optim.g.lr=-3.0"),
+    ("optim.d.lr=0", "optim.d.lr=0.0"),
+    ("optim.d.name=lbfgs", "optim.d.name"),
+    ("trainer=slow", "trainer='slow'"),
+    ("trainer.steps=0", "trainer.steps=0"),
+    ("trainer.steps=-5", "trainer.steps"),
+    ("trainer.steps=ten", "trainer.steps"),
+    ("trainer.epochs=-1", "trainer.epochs"),
+    ("trainer.batch_size=0", "trainer.batch_size=0"),
+    ("trainer.d_steps=0", "trainer.d_steps=0"),
+    ("trainer.g_steps=0", "trainer.g_steps=0"),
+    ("trainer.log_every=0", "trainer.log_every=0"),
+    ("trainer.sample_every=0", "trainer.sample_every=0"),
+    ("trainer.ckpt_every=-1", "trainer.ckpt_every"),
+    ("trainer.num_samples=0", "trainer.num_samples=0"),
+    ("trainer.device=tpu", "trainer.device='tpu'"),
+    ("trainer.device=cuda:3", "trainer.device='cuda:3'"),
+    ("trainer.on_nan=ignore", "trainer.on_nan"),
+    ("trainer.cpu_matmul=mkl", "trainer.cpu_matmul='mkl'"),
+    ("trainer.backward=fast", "trainer.backward='fast'"),
+    ("trainer.max_nan_skips=0", "trainer.max_nan_skips=0"),
+    ("trainer.bogus=1", "trainer.bogus"),
+    ("checkpoints.keep_last=0", "checkpoints.keep_last=0"),
+    ("model=transformer", "model='transformer'"),
+    ("dataset=celeba", "dataset='celeba'"),
+    ("+experiment=nope", "experiment='nope'"),
 ]
 
 
@@ -70,14 +107,21 @@ def test_bad_train_value(override, needle, capsys, tmp_path):
 
 
 def test_cross_field_rules(capsys, tmp_path):
-    expect_error(capsys, ["train", "loss=wgan_gp", "model=dcgan", "dataset=svhn", "model.d_norm=batch"],
-                 "wgan_gp", "d_norm")
+    expect_error(
+        capsys, ["train", "loss=wgan_gp", "model=dcgan", "dataset=svhn", "model.d_norm=batch"], "wgan_gp", "d_norm"
+    )
     expect_error(capsys, ["train", "model=dcgan"], "model.arch='dcgan'", "gaussian1d")
     expect_error(capsys, ["train", "loss=hinge", "loss.d_batch=shuffled"], "loss.d_batch")
-    expect_error(capsys, ["train", "+experiment=mnist_bce", "loss=wgan_gp", "trainer.backward=manual"],
-                 "trainer.backward=manual does not support loss=wgan_gp")
-    expect_error(capsys, ["train", "trainer.backward=manual", "loss.d_batch=shuffled"],
-                 "trainer.backward=manual does not support model.d_features=moments with loss.d_batch=shuffled")
+    expect_error(
+        capsys,
+        ["train", "+experiment=mnist_bce", "loss=wgan_gp", "trainer.backward=manual"],
+        "trainer.backward=manual does not support loss=wgan_gp",
+    )
+    expect_error(
+        capsys,
+        ["train", "trainer.backward=manual", "loss.d_batch=shuffled"],
+        "trainer.backward=manual does not support model.d_features=moments with loss.d_batch=shuffled",
+    )
 
 
 def test_several_problems_one_line_each(capsys):
@@ -89,16 +133,32 @@ def test_several_problems_one_line_each(capsys):
 
 
 def test_missing_dataset_and_oversized_batch(capsys, tmp_path, mnist_root):
-    expect_error(capsys, ["train", "dataset=mnist", "model=mlp", f"dataset.root={tmp_path}", "dataset.download=false"],
-                 str(tmp_path / "MNIST" / "raw"), "t10k" if False else "train-images-idx3-ubyte.gz")
-    expect_error(capsys, ["train", "dataset=svhn", "model=dcgan", f"dataset.root={tmp_path}",
-                          "dataset.download=false"], "train_32x32.mat")
-    expect_error(capsys, ["train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                          "trainer.batch_size=10001"], "trainer.batch_size=10001", "10000")
+    expect_error(
+        capsys,
+        ["train", "dataset=mnist", "model=mlp", f"dataset.root={tmp_path}", "dataset.download=false"],
+        str(tmp_path / "MNIST" / "raw"),
+        "t10k" if False else "train-images-idx3-ubyte.gz",
+    )
+    expect_error(
+        capsys,
+        ["train", "dataset=svhn", "model=dcgan", f"dataset.root={tmp_path}", "dataset.download=false"],
+        "train_32x32.mat",
+    )
+    expect_error(
+        capsys,
+        [
+            "train",
+            "+experiment=mnist_bce",
+            f"dataset.root={mnist_root}",
+            "dataset.split=test",
+            "trainer.batch_size=10001",
+        ],
+        "trainer.batch_size=10001",
+        "10000",
+    )
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)
     (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\0\0\x08\x01" + b"\0" * 12)
-    expect_error(capsys, ["train", "dataset=mnist", "model=mlp", f"dataset.root={tmp_path}"],
-                 "not an MNIST image file")
+    expect_error(capsys, ["train", "dataset=mnist", "model=mlp", f"dataset.root={tmp_path}"], "not an MNIST image file")
 
 
 def test_unwritable_output_folder(capsys, tmp_path):
@@ -110,8 +170,10 @@ def test_unwritable_output_folder(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    run(compose("trainer.steps=2", "trainer.log_every=1", "trainer.progress=false",
-                "dataset.samples_per_epoch=1000"), run_dir)
+    run(
+        compose("trainer.steps=2", "trainer.log_every=1", "trainer.progress=false", "dataset.samples_per_epoch=1000"),
+        run_dir,
+    )
     return run_dir
 
 
@@ -134,10 +196,16 @@ def test_bad_checkpoint_paths(capsys, tmp_path, tiny_ckpt):
 
 
 SAMPLE_CASES = [
-    (["-n", "0"], "-n 0"), (["-n", "many"], "-n"), (["--batch-size", "0"], "--batch-size 0"),
-    (["--seed", "x"], "--seed"), (["--truncation", "-1"], "--truncation"), (["--nrow", "0"], "--nrow 0"),
-    (["--device", "tpu"], "--device='tpu'"), (["--device", "cuda"], "--device='cuda'"),
-    (["-o", "out.jpg"], ".jpg"), (["--wat"], "--wat"),
+    (["-n", "0"], "-n 0"),
+    (["-n", "many"], "-n"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--seed", "x"], "--seed"),
+    (["--truncation", "-1"], "--truncation"),
+    (["--nrow", "0"], "--nrow 0"),
+    (["--device", "tpu"], "--device='tpu'"),
+    (["--device", "cuda"], "--device='cuda'"),
+    (["-o", "out.jpg"], ".jpg"),
+    (["--wat"], "--wat"),
 ]
 
 
@@ -178,7 +246,14 @@ def test_overwrite_flag(capsys, tiny_ckpt):
 
 def test_training_into_a_finished_run_is_refused(capsys, tiny_ckpt):
     before = sorted((p, p.stat().st_mtime_ns) for p in tiny_ckpt.rglob("*") if p.name != ".ganctl.lock")
-    expect_error(capsys, ["train", "trainer.steps=2", f"hydra.run.dir={tiny_ckpt}"], str(tiny_ckpt),
-                 "already holds a ganctl run", f"resume={tiny_ckpt}", "hydra.run.dir=", "overwrite=true")
+    expect_error(
+        capsys,
+        ["train", "trainer.steps=2", f"hydra.run.dir={tiny_ckpt}"],
+        str(tiny_ckpt),
+        "already holds a ganctl run",
+        f"resume={tiny_ckpt}",
+        "hydra.run.dir=",
+        "overwrite=true",
+    )
     assert sorted((p, p.stat().st_mtime_ns) for p in tiny_ckpt.rglob("*") if p.name != ".ganctl.lock") == before
     assert not files.holds_lock(tiny_ckpt)

@@ -2,6 +2,7 @@
 
 Nothing here asserts a speed: the numbers of a smoke run mean nothing, and the machine is shared.
 """
+
 import math
 import shlex
 import subprocess
@@ -14,13 +15,30 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # Keys every smoke run must report as finite, positive numbers (others may be nan: no CUDA, ...).
 REQUIRED = {
-    "train_speed": ["bce_ganctl", "bce_ganctl_min", "bce_ganctl_max", "bce_reference", "bce_resident",
-                    "bce_autograd", "ratio", "gaussian1d", "mnist_goodfellow", "svhn_wgan_gp"],
+    "train_speed": [
+        "bce_ganctl",
+        "bce_ganctl_min",
+        "bce_ganctl_max",
+        "bce_reference",
+        "bce_resident",
+        "bce_autograd",
+        "ratio",
+        "gaussian1d",
+        "mnist_goodfellow",
+        "svhn_wgan_gp",
+    ],
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
     "startup": ["help_s", "train_help_s", "first_step_s", "to_loop_s", "train_wall_s"],
-    "matmul_bound": ["mflop_step", "reference_mflop", "matmuls_step", "mm_ms_step", "gflops_shapes", "bound_steps_per_s",
-                     "gflops_square"],
+    "matmul_bound": [
+        "mflop_step",
+        "reference_mflop",
+        "matmuls_step",
+        "mm_ms_step",
+        "gflops_shapes",
+        "bound_steps_per_s",
+        "gflops_square",
+    ],
 }
 
 

@@ -1,4 +1,5 @@
 """The real `ganctl` command in a subprocess: a full run, sampling, sweeps and bad input."""
+
 import csv
 import math
 
@@ -14,9 +15,17 @@ from conftest import run_cli
 def mnist_run(mnist_root, tmp_path_factory):
     """mnist_bce for 30 steps on the real test split, through the CLI."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    proc = run_cli("train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                   "trainer.steps=30", "trainer.log_every=10", "trainer.sample_every=15", "trainer.ckpt_every=15",
-                   f"hydra.run.dir={run_dir}")
+    proc = run_cli(
+        "train",
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.steps=30",
+        "trainer.log_every=10",
+        "trainer.sample_every=15",
+        "trainer.ckpt_every=15",
+        f"hydra.run.dir={run_dir}",
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(run_dir) in proc.stdout
     return run_dir
@@ -59,14 +68,23 @@ def test_sample_grid_and_npz(mnist_run, tmp_path):
 
 def test_multirun_two_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", "-m", "optim.lr=1e-4,2e-4", "trainer.steps=20", "trainer.log_every=10",
-                   "trainer.progress=false", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train",
+        "-m",
+        "optim.lr=1e-4,2e-4",
+        "trainer.steps=20",
+        "trainer.log_every=10",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "last.pt").is_file()
         assert len(list(csv.DictReader(open(sweep / job / "metrics.csv")))) == 2
-    lrs = {torch.load(sweep / j / "checkpoints" / "last.pt", weights_only=True)["config"]["optim"]["lr"]
-           for j in ("0", "1")}
+    lrs = {
+        torch.load(sweep / j / "checkpoints" / "last.pt", weights_only=True)["config"]["optim"]["lr"]
+        for j in ("0", "1")
+    }
     assert lrs == {1e-4, 2e-4}
 
 
@@ -109,15 +127,26 @@ def test_bad_train_input(overrides, needles, tmp_path):
 
 
 def test_batch_larger_than_dataset(mnist_root, tmp_path):
-    proc = run_cli("train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                   "trainer.batch_size=20000", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "train",
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.batch_size=20000",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     one_error_line(proc, "trainer.batch_size=20000", "10000")
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_dataset_offline(tmp_path):
-    proc = run_cli("train", "+experiment=mnist_bce", f"dataset.root={tmp_path}", "dataset.download=false",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "train",
+        "+experiment=mnist_bce",
+        f"dataset.root={tmp_path}",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     one_error_line(proc, str(tmp_path / "MNIST" / "raw"), "train-images-idx3-ubyte.gz")
 
 

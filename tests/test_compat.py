@@ -1,23 +1,27 @@
 """Checkpoints written by the code before the training redesign (tests/fixtures/README.md) still
 sample, interpolate, evaluate and resume, with the numbers that code computed."""
+
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import run_cli
 from ganctl.cli import resume_config
-from ganctl.generation import generate, seeded
 from ganctl.commands.train import run
+from ganctl.generation import generate, seeded
 from ganctl.training import checkpoint
 from ganctl.training.checkpoint import load_generator
+
+from conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = torch.load(FIXTURES / "v1_expected.pt", weights_only=True)
 
 
-@pytest.mark.parametrize("name, key, n", [("v1_mnist_mlp.pt", "mnist_samples_seed0_n4", 4),
-                                          ("v1_gaussian1d.pt", "gaussian1d_samples_seed0_n8", 8)])
+@pytest.mark.parametrize(
+    "name, key, n",
+    [("v1_mnist_mlp.pt", "mnist_samples_seed0_n4", 4), ("v1_gaussian1d.pt", "gaussian1d_samples_seed0_n8", 8)],
+)
 def test_old_checkpoint_samples_what_it_sampled(name, key, n):
     """The old code ran these tiny G's through its oneDNN layer or the BLAS; now the BLAS: the
     same products in another order, so fp32 rounding of a few ulps of each output."""
@@ -46,11 +50,13 @@ def test_old_checkpoint_through_the_cli(tmp_path, mnist_root):
     proc = run_cli("sample", mnist, "-n", "16", "-o", str(tmp_path / "grid.png"), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "grid.png").stat().st_size > 0
-    proc = run_cli("interpolate", mnist, "--rows", "2", "--steps", "4", "-o", str(tmp_path / "walk.gif"),
-                   "--device", "cpu")
+    proc = run_cli(
+        "interpolate", mnist, "--rows", "2", "--steps", "4", "-o", str(tmp_path / "walk.gif"), "--device", "cpu"
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("eval", str(FIXTURES / "v1_gaussian1d.pt"), "-n", "500", "-o", str(tmp_path / "e.json"),
-                   "--device", "cpu")
+    proc = run_cli(
+        "eval", str(FIXTURES / "v1_gaussian1d.pt"), "-n", "500", "-o", str(tmp_path / "e.json"), "--device", "cpu"
+    )
     assert proc.returncode == 0, proc.stderr
     import json
 

@@ -1,4 +1,5 @@
 """Datasets on disk in their real formats, the generated 2-D mixtures, and the on-device batch sampler."""
+
 import gzip
 import pickle
 import struct
@@ -8,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, write_svhn_mat
 from ganctl.config import DatasetConfig
 from ganctl.data import BatchSampler, dataset_size, load_dataset, load_idx_labels, mixture_modes, read_cifar10_batch
 from ganctl.errors import DataError
+
+from conftest import write_svhn_mat
 
 CPU = torch.device("cpu")
 
@@ -45,9 +47,12 @@ def write_cifar10_batch(path: Path, images: np.ndarray, labels: np.ndarray) -> P
     """One batch as the real files hold it: a protocol-2 pickle of a dict with bytes keys and
     data uint8 N x 3072 (the R plane, then G, then B, each row by row)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    batch = {b"batch_label": b"generated batch", b"labels": [int(v) for v in labels],
-             b"data": np.ascontiguousarray(images).reshape(len(images), 3072),
-             b"filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    batch = {
+        b"batch_label": b"generated batch",
+        b"labels": [int(v) for v in labels],
+        b"data": np.ascontiguousarray(images).reshape(len(images), 3072),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
     with open(path, "wb") as f:
         pickle.dump(batch, f, protocol=2)
     return path
@@ -65,15 +70,33 @@ def write_cifar10(root: Path, per_batch: int = 8, seed: int = 0) -> Path:
 def python2_cifar10_pickle(data: np.ndarray, labels: list[int]) -> bytes:
     """A batch as Python 2's cPickle wrote the real files: byte-string (not bytes-object) keys and
     pixels, numpy 1's numpy.core.multiarray path. Python 3 cannot write this, so it is spelled out."""
+
     def string(b: bytes) -> bytes:  # SHORT_BINSTRING or BINSTRING
         return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
 
     n, width = data.shape
-    dtype = (b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R"
-             + b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
-    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + string(b"b") + b"\x87R"
-             + b"(K\x01M" + struct.pack("<H", n) + b"M" + struct.pack("<H", width) + b"\x86" + dtype
-             + b"\x89" + string(data.tobytes()) + b"tb")
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + string(b"u1")
+        + b"K\x00K\x01\x87R"
+        + b"(K\x03"
+        + string(b"|")
+        + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    )
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+        + string(b"b")
+        + b"\x87R"
+        + b"(K\x01M"
+        + struct.pack("<H", n)
+        + b"M"
+        + struct.pack("<H", width)
+        + b"\x86"
+        + dtype
+        + b"\x89"
+        + string(data.tobytes())
+        + b"tb"
+    )
     label_list = b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
     return b"\x80\x02}(" + string(b"data") + array + string(b"labels") + label_list + b"u."
 
@@ -95,14 +118,6 @@ def test_mnist_missing_offline_names_folder_and_files(tmp_path):
         load_dataset(cfg, CPU)
 
 
-@pytest.fixture(scope="module")
-def fashion_root() -> Path:
-    """The real Fashion-MNIST files beside the repository (Debian's package: 60,000 + 10,000)."""
-    if not (SHARED_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real Fashion-MNIST not found under {SHARED_DATA}")
-    return SHARED_DATA
-
-
 def test_fashion_mnist_real_files_both_splits(fashion_root):
     for split, n in (("train", 60000), ("test", 10000)):
         cfg = DatasetConfig(name="fashion_mnist", root=str(fashion_root), split=split, download=False)
@@ -120,8 +135,11 @@ def test_fashion_mnist_real_files_both_splits(fashion_root):
 
 def test_fashion_mnist_missing_offline_names_folder_and_files(tmp_path):
     cfg = DatasetConfig(name="fashion_mnist", root=str(tmp_path), split="test", download=False)
-    with pytest.raises(DataError, match=r"Fashion-MNIST test split not found in .*FashionMNIST/raw: "
-                                        r"expected t10k-images-idx3-ubyte\.gz"):
+    with pytest.raises(
+        DataError,
+        match=r"Fashion-MNIST test split not found in .*FashionMNIST/raw: "
+        r"expected t10k-images-idx3-ubyte\.gz",
+    ):
         dataset_size(cfg)
     cfg.split = "extra"
     with pytest.raises(DataError, match="accepted: train, test"):
@@ -212,8 +230,11 @@ def test_cifar10_missing_or_hostile_files(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     (folder / "data_batch_4").unlink()
     cfg = DatasetConfig(name="cifar10", root=str(tmp_path), split="train", download=False)
-    with pytest.raises(DataError, match=r"CIFAR-10 train split not found in .*cifar-10-batches-py: expected "
-                                        r"data_batch_1, .*missing data_batch_4;"):
+    with pytest.raises(
+        DataError,
+        match=r"CIFAR-10 train split not found in .*cifar-10-batches-py: expected "
+        r"data_batch_1, .*missing data_batch_4;",
+    ):
         dataset_size(cfg)
 
     # A pickle can call anything it names; a data file must not get to.
@@ -233,8 +254,9 @@ def test_cifar10_missing_or_hostile_files(tmp_path):
 
 
 # --- 2-D mixtures ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, std, extra, k", [("ring8", 0.02, {"radius": 3.0}, 8),
-                                                  ("grid25", 0.05, {"spacing": 1.5}, 25)])
+@pytest.mark.parametrize(
+    "name, std, extra, k", [("ring8", 0.02, {"radius": 3.0}, 8), ("grid25", 0.05, {"spacing": 1.5}, 25)]
+)
 def test_mixture_points_sit_on_equally_likely_modes(name, std, extra, k):
     cfg = DatasetConfig(name=name, std=std, samples_per_epoch=25000, **extra)
     data = load_dataset(cfg, CPU, seed=1)
@@ -255,8 +277,9 @@ def test_mixture_points_sit_on_equally_likely_modes(name, std, extra, k):
     else:
         assert sorted(set(modes[:, 0].round(9))) == [-3.0, -1.5, 0.0, 1.5, 3.0]
     again = load_dataset(cfg, CPU, seed=1).data
-    other_split = load_dataset(DatasetConfig(name=name, std=std, samples_per_epoch=25000, split="test", **extra),
-                               CPU, seed=1).data
+    other_split = load_dataset(
+        DatasetConfig(name=name, std=std, samples_per_epoch=25000, split="test", **extra), CPU, seed=1
+    ).data
     assert torch.equal(again, data.data) and not torch.equal(other_split, data.data)
 
 

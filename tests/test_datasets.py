@@ -1,5 +1,6 @@
 """The datasets with a known layout end to end: Fashion-MNIST on the real files, CIFAR-10 on generated
 files in its format, and the 2-D mixtures (ring8, grid25) with their mode metrics, train, sample and eval."""
+
 import contextlib
 import csv
 import json
@@ -8,17 +9,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_data import blobs, write_cifar10, write_idx
 
-from conftest import compose, run_cli
-from ganctl.commands import evaluate, sample
 from ganctl import features, metrics
+from ganctl.commands import evaluate, sample
+from ganctl.commands.train import run
 from ganctl.config import DatasetConfig
 from ganctl.data import load_dataset, mixture_modes
 from ganctl.errors import ConfigError
-from ganctl.commands.train import run
 from ganctl.training import checkpoint
 from ganctl.training.validate import validate
-from test_data import blobs, fashion_root, write_cifar10, write_idx  # noqa: F401 (fashion_root is a fixture)
+
+from conftest import compose, run_cli
 
 CPU = torch.device("cpu")
 QUIET = ("trainer.progress=false", "trainer.device=cpu")
@@ -84,10 +86,12 @@ def test_ring8_and_grid25_experiments_compose_and_rules_hold():
     assert (ring.dataset.std, ring.dataset.radius) == (0.02, 2.0)
     assert compose("+experiment=grid25").dataset.std == 0.05
     assert compose("+experiment=gaussian1d").dataset.name == "gaussian1d"  # setup 002 is untouched
-    for overrides, needle in ((["model.g_out=tanh"], "model.g_out=tanh cannot reach dataset=ring8's modes"),
-                              (["model=dcgan"], "model.arch='dcgan' is invalid; accepted: mlp for dataset=ring8"),
-                              (["trainer.eval_every=100"], "trainer.eval_every=100 is invalid; accepted: null"),
-                              (["dataset.radius=0"], "dataset.radius=0.0 is invalid; accepted: a number > 0")):
+    for overrides, needle in (
+        (["model.g_out=tanh"], "model.g_out=tanh cannot reach dataset=ring8's modes"),
+        (["model=dcgan"], "model.arch='dcgan' is invalid; accepted: mlp for dataset=ring8"),
+        (["trainer.eval_every=100"], "trainer.eval_every=100 is invalid; accepted: null"),
+        (["dataset.radius=0"], "dataset.radius=0.0 is invalid; accepted: a number > 0"),
+    ):
         with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
             validate(compose("+experiment=ring8", *overrides))
     # A small enough ring fits in tanh's range.
@@ -119,6 +123,7 @@ def test_ring8_trains_and_samples_points(ring_run, tmp_path, capsys):
     assert np.allclose(np.array([list(map(float, ln.split(","))) for ln in lines[1:]]), points, atol=1e-5)
     sample.main([str(ring_run), "-n", "500", "-o", str(tmp_path / "s.png")])
     from PIL import Image
+
     picture = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
     # The mode rings are drawn in red: a scatter, not the 1-D histogram.
     assert ((picture[..., 0] > 200) & (picture[..., 1] < 80)).sum() > 50
@@ -157,10 +162,21 @@ def test_grid25_trains_a_few_steps(tmp_path):
 # --- Fashion-MNIST on the real files ---------------------------------------------------------------------
 def test_fashion_mnist_trains_on_the_real_train_split(fashion_root, tmp_path):
     with one_thread():
-        summary = run(compose("dataset=fashion_mnist", "model=mlp", f"dataset.root={fashion_root}",
-                              "dataset.download=false", "model.g_hidden=[32]", "model.d_hidden=[32]",
-                              "trainer.steps=3", "trainer.epochs=null", "trainer.log_every=3", *QUIET),
-                      tmp_path / "run")
+        summary = run(
+            compose(
+                "dataset=fashion_mnist",
+                "model=mlp",
+                f"dataset.root={fashion_root}",
+                "dataset.download=false",
+                "model.g_hidden=[32]",
+                "model.d_hidden=[32]",
+                "trainer.steps=3",
+                "trainer.epochs=null",
+                "trainer.log_every=3",
+                *QUIET,
+            ),
+            tmp_path / "run",
+        )
     assert summary["steps"] == 3 and math.isfinite(summary["d_loss"])
     ckpt = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
     assert tuple(ckpt["data_shape"]) == (1, 28, 28) and ckpt["config"]["dataset"]["name"] == "fashion_mnist"
@@ -178,8 +194,9 @@ def test_fashion_mnist_eval_on_a_subset_of_the_real_test_split(fashion_root, tmp
     write_idx(root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte.gz", images)
     write_idx(root / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz", labels)
     with one_thread():
-        evaluate.main(["fit", "fashion_mnist", "--data-root", str(root), "--split", "test", "--epochs", "2",
-                       "--device", "cpu"])
+        evaluate.main(
+            ["fit", "fashion_mnist", "--data-root", str(root), "--split", "test", "--epochs", "2", "--device", "cpu"]
+        )
     out = capsys.readouterr().out
     accuracy = float(out.split("held-out accuracy ")[-1].split("%")[0]) / 100
     assert accuracy > 0.6 and (root / "ganctl_features" / "fashion_mnist_test.pt").is_file()
@@ -189,8 +206,21 @@ def test_fashion_mnist_eval_on_a_subset_of_the_real_test_split(fashion_root, tmp
     np.savez(tmp_path / "noise.npz", noise)
     scores = {}
     for name in ("real", "noise"):
-        evaluate.main([str(tmp_path / f"{name}.npz"), "--dataset", "fashion_mnist", "--data-root", str(root),
-                       "--split", "test", "--device", "cpu", "-o", str(tmp_path / f"{name}.json")])
+        evaluate.main(
+            [
+                str(tmp_path / f"{name}.npz"),
+                "--dataset",
+                "fashion_mnist",
+                "--data-root",
+                str(root),
+                "--split",
+                "test",
+                "--device",
+                "cpu",
+                "-o",
+                str(tmp_path / f"{name}.json"),
+            ]
+        )
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]
     assert scores["real"]["fd"] * 10 < scores["noise"]["fd"]
     assert scores["real"]["classes_covered"] == 10
@@ -200,12 +230,25 @@ def test_fashion_mnist_eval_on_a_subset_of_the_real_test_split(fashion_root, tmp
 def test_cifar10_trains_samples_and_evaluates(tmp_path, capsys):
     root = write_cifar10(tmp_path / "data", per_batch=40, seed=0)
     with one_thread():
-        evaluate.main(["fit", "cifar10", "--data-root", str(root), "--split", "train", "--epochs", "1",
-                       "--device", "cpu"])
+        evaluate.main(
+            ["fit", "cifar10", "--data-root", str(root), "--split", "train", "--epochs", "1", "--device", "cpu"]
+        )
         assert (root / "ganctl_features" / "cifar10_train.pt").is_file()
-        run(compose("dataset=cifar10", "model=dcgan", f"dataset.root={root}", "dataset.download=false",
-                    "model.width=8", "trainer.steps=2", "trainer.epochs=null", "trainer.log_every=1",
-                    "trainer.batch_size=16", *QUIET), tmp_path / "run")
+        run(
+            compose(
+                "dataset=cifar10",
+                "model=dcgan",
+                f"dataset.root={root}",
+                "dataset.download=false",
+                "model.width=8",
+                "trainer.steps=2",
+                "trainer.epochs=null",
+                "trainer.log_every=1",
+                "trainer.batch_size=16",
+                *QUIET,
+            ),
+            tmp_path / "run",
+        )
         ckpt = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
         assert tuple(ckpt["data_shape"]) == (3, 32, 32)
         evaluate.main([str(tmp_path / "run"), "-n", "64", "--device", "cpu"])
@@ -213,8 +256,19 @@ def test_cifar10_trains_samples_and_evaluates(tmp_path, capsys):
     assert report["dataset"] == "cifar10" and report["n"] == 64 and np.isfinite(report["metrics"]["fd"])
     # An .npz of CIFAR-shaped samples (N x 32 x 32 x 3) is accepted; greyscale 28x28 is not.
     np.savez(tmp_path / "x.npz", blobs(64, 3, 32, seed=5).transpose(0, 2, 3, 1))
-    evaluate.main([str(tmp_path / "x.npz"), "--dataset", "cifar10", "--data-root", str(root), "--device", "cpu",
-                   "-o", str(tmp_path / "x.json")])
+    evaluate.main(
+        [
+            str(tmp_path / "x.npz"),
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(root),
+            "--device",
+            "cpu",
+            "-o",
+            str(tmp_path / "x.json"),
+        ]
+    )
     assert json.loads((tmp_path / "x.json").read_text())["n"] == 64
     np.savez(tmp_path / "grey.npz", np.zeros((4, 28, 28), np.uint8))
     with pytest.raises(ConfigError, match="cifar10 needs 32 x 32 x 3"):
@@ -222,8 +276,15 @@ def test_cifar10_trains_samples_and_evaluates(tmp_path, capsys):
 
 
 def test_cifar10_missing_offline_is_one_line(tmp_path):
-    proc = run_cli("train", "dataset=cifar10", "model=dcgan", f"dataset.root={tmp_path}", "dataset.download=false",
-                   f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    proc = run_cli(
+        "train",
+        "dataset=cifar10",
+        "model=dcgan",
+        f"dataset.root={tmp_path}",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        timeout=120,
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert str(tmp_path / "cifar-10-batches-py") in lines[0] and "data_batch_1" in lines[0]

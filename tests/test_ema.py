@@ -1,13 +1,15 @@
 """G_ema: the closed form on a constant parameter sequence, and exact restore on resume."""
+
 import pytest
 import torch
 from torch import nn
 
-from conftest import compose
-from ganctl.training import checkpoint
 from ganctl.cli import resume_config
-from ganctl.ema import EMA
 from ganctl.commands.train import run
+from ganctl.ema import EMA
+from ganctl.training import checkpoint
+
+from conftest import compose
 
 
 def test_closed_form_for_constant_weights():
@@ -22,14 +24,22 @@ def test_closed_form_for_constant_weights():
     for _ in range(k):
         ema.update(model)
     for name, target in (("weight", 2.0), ("bias", -1.0)):
-        expected = 0.9 ** k * start[name] + (1 - 0.9 ** k) * target
+        expected = 0.9**k * start[name] + (1 - 0.9**k) * target
         assert torch.allclose(ema.model.state_dict()[name], expected, atol=1e-6)
     assert all(not p.requires_grad for p in ema.model.parameters())
 
 
 def test_ema_in_checkpoint_and_resume(mnist_root, tmp_path):
-    base = ["+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "trainer.ema=0.9",
-            "trainer.progress=false", "trainer.log_every=2", "model.g_hidden=[32]", "model.d_hidden=[32]"]
+    base = [
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.ema=0.9",
+        "trainer.progress=false",
+        "trainer.log_every=2",
+        "model.g_hidden=[32]",
+        "model.d_hidden=[32]",
+    ]
     run(compose(*base, "trainer.steps=6"), tmp_path / "straight")
     run(compose(*base, "trainer.steps=3"), tmp_path / "split")
     ckpt = checkpoint.load(tmp_path / "split")
@@ -54,8 +64,13 @@ def test_eval_during_training_keeps_best_checkpoint(tmp_path):
     """trainer.eval_every logs W1 for the 1-D Gaussian and keeps checkpoints/best.pt at its minimum."""
     import csv
 
-    base = ["trainer.log_every=10", "trainer.eval_every=10", "trainer.eval_samples=2000",
-            "trainer.progress=false", "dataset.samples_per_epoch=5000"]
+    base = [
+        "trainer.log_every=10",
+        "trainer.eval_every=10",
+        "trainer.eval_samples=2000",
+        "trainer.progress=false",
+        "dataset.samples_per_epoch=5000",
+    ]
     run(compose(*base, "trainer.steps=30"), tmp_path / "e")
     rows = list(csv.DictReader(open(tmp_path / "e" / "metrics.csv")))
     w1 = [float(r["w1"]) for r in rows]

@@ -1,4 +1,5 @@
 """ganctl eval: the metric formulas on known cases, the feature net on real MNIST, a trained generator."""
+
 import contextlib
 import json
 import re
@@ -9,12 +10,13 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import compose, run_cli
-from ganctl.commands import evaluate
 from ganctl import features, metrics
+from ganctl.commands import evaluate
+from ganctl.commands.train import run
 from ganctl.config import DatasetConfig
 from ganctl.errors import ConfigError
-from ganctl.commands.train import run
+
+from conftest import compose, run_cli
 
 
 # --- Pure metrics ---------------------------------------------------------------------------------
@@ -85,9 +87,11 @@ def test_inception_features_without_a_library_is_one_clear_error(monkeypatch, tm
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.split(".")[0] in ("torch_fidelity", "torchmetrics")
-                        else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.split(".")[0] in ("torch_fidelity", "torchmetrics") else real_find_spec(name, *a),
+    )
     with pytest.raises(ConfigError, match=r"pip install ganctl\[fid\]"):
         evaluate.main([str(tmp_path / "x.npz"), "--dataset", "mnist", "--features", "inception"])
 
@@ -97,10 +101,12 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     proc = run_cli("eval", str(tmp_path / "s.npz"), timeout=120)  # the real CLI once; the rest in-process
     assert proc.returncode == 2 and "--dataset" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    for args, needle in (([str(tmp_path / "s.npz"), "--dataset", "cifar"], "accepted: mnist, svhn, gaussian1d"),
-                         ([str(tmp_path / "s.npz"), "--dataset", "svhn"], "needs 32 x 32 x 3"),
-                         ([str(tmp_path / "s.npz"), "--dataset", "mnist", "-n", "0"], "-n 0"),
-                         (["fit", "gaussian1d"], "accepted: mnist, svhn")):
+    for args, needle in (
+        ([str(tmp_path / "s.npz"), "--dataset", "cifar"], "accepted: mnist, svhn, gaussian1d"),
+        ([str(tmp_path / "s.npz"), "--dataset", "svhn"], "needs 32 x 32 x 3"),
+        ([str(tmp_path / "s.npz"), "--dataset", "mnist", "-n", "0"], "-n 0"),
+        (["fit", "gaussian1d"], "accepted: mnist, svhn"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(needle)):
             evaluate.main(args)
 
@@ -153,9 +159,16 @@ def trained_run(fitted, tmp_path_factory):
     # Setup 000 learns fastest of the MNIST setups: at 5,000 steps (~15 s on one core) it draws
     # digit-like strokes, FD ~300-360 against ~800 for pixel noise (seeds 0 and 1, n 2,000).
     # mnist_bce still draws grey blobs at that point (FD > noise), so it cannot show the ordering.
-    cfg = compose("+experiment=mnist_vanilla", f"dataset.root={root}", "dataset.split=test", "trainer.steps=5000",
-                  "trainer.log_every=1000", "trainer.sample_every=5000", "trainer.progress=false",
-                  "trainer.device=cpu")
+    cfg = compose(
+        "+experiment=mnist_vanilla",
+        f"dataset.root={root}",
+        "dataset.split=test",
+        "trainer.steps=5000",
+        "trainer.log_every=1000",
+        "trainer.sample_every=5000",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+    )
     with one_thread():
         run(cfg, run_dir)
     return run_dir
@@ -177,8 +190,19 @@ def test_trained_generator_scores_between_real_data_and_noise(fitted, trained_ru
     # Real images through the .npz path: the same cached net, a far smaller distance.
     pixels = features.load_real(cfg).images[:2000, 0].numpy()
     np.savez(tmp_path / "real.npz", pixels)
-    evaluate.main([str(tmp_path / "real.npz"), "--dataset", "mnist", "--data-root", str(root), "--split", "test",
-                   "-o", str(tmp_path / "real.json")])
+    evaluate.main(
+        [
+            str(tmp_path / "real.npz"),
+            "--dataset",
+            "mnist",
+            "--data-root",
+            str(root),
+            "--split",
+            "test",
+            "-o",
+            str(tmp_path / "real.json"),
+        ]
+    )
     real = json.loads((tmp_path / "real.json").read_text())["metrics"]
     assert real["fd"] * 10 < m["fd"]
     assert real["classes_covered"] == 10 and real["classifier_score"] > 8.0
@@ -187,15 +211,28 @@ def test_trained_generator_scores_between_real_data_and_noise(fitted, trained_ru
     # Uniform pixel noise, the same number of samples: far worse than the trained generator.
     noise = np.random.default_rng(0).integers(0, 256, size=(2000, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "noise.npz", noise)
-    evaluate.main([str(tmp_path / "noise.npz"), "--dataset", "mnist", "--data-root", str(root), "--split", "test",
-                   "-o", str(tmp_path / "noise.json")])
+    evaluate.main(
+        [
+            str(tmp_path / "noise.npz"),
+            "--dataset",
+            "mnist",
+            "--data-root",
+            str(root),
+            "--split",
+            "test",
+            "-o",
+            str(tmp_path / "noise.json"),
+        ]
+    )
     noise_fd = json.loads((tmp_path / "noise.json").read_text())["metrics"]["fd"]
     assert real["fd"] < m["fd"] < 0.75 * noise_fd, (real["fd"], m["fd"], noise_fd)
 
 
 def test_eval_of_a_gaussian_generator(tmp_path, capsys):
-    run(compose("trainer.steps=150", "trainer.log_every=50", "trainer.progress=false", "trainer.device=cpu"),
-        tmp_path / "g")
+    run(
+        compose("trainer.steps=150", "trainer.log_every=50", "trainer.progress=false", "trainer.device=cpu"),
+        tmp_path / "g",
+    )
     out = tmp_path / "g.json"
     evaluate.main([str(tmp_path / "g"), "-n", "5000", "-o", str(out)])
     assert capsys.readouterr().out.startswith("mean ")
@@ -216,9 +253,19 @@ def test_eval_on_svhn_files_fits_colour_features_and_scores_a_checkpoint(svhn_ro
     cached = root / "ganctl_features" / "svhn_train.pt"
     assert cached.is_file() and "held-out accuracy" in capsys.readouterr().out
 
-    run(compose("+experiment=svhn_wgan_gp", f"dataset.root={root}", "model.width=8", "trainer.steps=2",
-                "trainer.epochs=null", "trainer.log_every=1", "trainer.progress=false", "trainer.device=cpu"),
-        tmp_path / "run")
+    run(
+        compose(
+            "+experiment=svhn_wgan_gp",
+            f"dataset.root={root}",
+            "model.width=8",
+            "trainer.steps=2",
+            "trainer.epochs=null",
+            "trainer.log_every=1",
+            "trainer.progress=false",
+            "trainer.device=cpu",
+        ),
+        tmp_path / "run",
+    )
     evaluate.main([str(tmp_path / "run"), "-n", "256", "--device", "cpu"])
     report = json.loads((tmp_path / "run" / "checkpoints" / "last_eval.json").read_text())
     assert report["dataset"] == "svhn" and report["split"] == "train" and report["n"] == 256
@@ -228,9 +275,21 @@ def test_eval_on_svhn_files_fits_colour_features_and_scores_a_checkpoint(svhn_ro
     # The real test file (same format, other images) sits far closer to the train statistics
     # than a generator trained for two steps.
     import scipy.io
+
     X = scipy.io.loadmat(str(svhn_root / "SVHN" / "test_32x32.mat"))["X"]  # 32 x 32 x 3 x N
     np.savez(tmp_path / "real.npz", np.ascontiguousarray(X.transpose(3, 0, 1, 2)))
-    evaluate.main([str(tmp_path / "real.npz"), "--dataset", "svhn", "--data-root", str(root), "--split", "train",
-                   "-o", str(tmp_path / "real.json")])
+    evaluate.main(
+        [
+            str(tmp_path / "real.npz"),
+            "--dataset",
+            "svhn",
+            "--data-root",
+            str(root),
+            "--split",
+            "train",
+            "-o",
+            str(tmp_path / "real.json"),
+        ]
+    )
     real = json.loads((tmp_path / "real.json").read_text())["metrics"]
     assert real["fd"] < m["fd"], (real["fd"], m["fd"])

@@ -1,14 +1,22 @@
 """The fast paths give the plain path's results: optimiser implementations, bf16, torch.compile."""
+
 import pytest
 import torch
 
-from conftest import compose
+from ganctl.commands.train import run
 from ganctl.training import checkpoint
 from ganctl.training.cpu_kernels import onednn_available
-from ganctl.commands.train import run
 
-TINY = ["trainer.steps=5", "trainer.log_every=5", "trainer.progress=false", "model.g_hidden=[32]",
-        "model.d_hidden=[32]", "trainer.device=cpu"]
+from conftest import compose
+
+TINY = [
+    "trainer.steps=5",
+    "trainer.log_every=5",
+    "trainer.progress=false",
+    "model.g_hidden=[32]",
+    "model.d_hidden=[32]",
+    "trainer.device=cpu",
+]
 
 
 def train_weights(mnist_root, tmp_path, name, *extra):
@@ -60,8 +68,11 @@ def _mlp_pair(act):
 
 
 @onednn
-@pytest.mark.parametrize("act", [torch.nn.ReLU(), torch.nn.LeakyReLU(0.2), torch.nn.Sigmoid(), torch.nn.Tanh()],
-                         ids=["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize(
+    "act",
+    [torch.nn.ReLU(), torch.nn.LeakyReLU(0.2), torch.nn.Sigmoid(), torch.nn.Tanh()],
+    ids=["relu", "leaky_relu", "sigmoid", "tanh"],
+)
 def test_onednn_linear_with_fused_activation_matches_blas(act):
     fast, plain = _mlp_pair(act)
     assert all(m.onednn for m in fast if hasattr(m, "onednn")) and not any(getattr(m, "onednn", 0) for m in plain)
@@ -105,8 +116,16 @@ def test_onednn_training_matches_blas_training(backward, mnist_root, tmp_path):
     """Five steps of plain SGD (steps scale with the gradient, unlike Adam's sign-like steps):
     the gradients agree to ~1e-4 of their largest entry (test_steps.py), below 1e-3 here, so
     5 steps at lr 0.1 keep the weights within 5e-5 of each other; a wrong product is off by far more."""
-    full = ["trainer.steps=5", "trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu",
-            f"trainer.backward={backward}", "optim=sgd", "optim.momentum=0", "optim.lr=0.1"]
+    full = [
+        "trainer.steps=5",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"trainer.backward={backward}",
+        "optim=sgd",
+        "optim.momentum=0",
+        "optim.lr=0.1",
+    ]
 
     def weights(name, *extra):
         cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *full, *extra)
@@ -123,8 +142,9 @@ OPTIMISERS = {
     "adam": lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.5, 0.99), fused=True),
     "adam_wd": lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.5, 0.99), weight_decay=0.01, fused=True),
     "sgd_momentum": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, fused=True),  # setup 002's
-    "sgd_nesterov_wd": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.5, nesterov=True, weight_decay=0.01,
-                                                 fused=True),
+    "sgd_nesterov_wd": lambda p: torch.optim.SGD(
+        p, lr=1e-2, momentum=0.5, nesterov=True, weight_decay=0.01, fused=True
+    ),
     "sgd_plain": lambda p: torch.optim.SGD(p, lr=1e-2, fused=True),
 }
 
@@ -166,9 +186,17 @@ def test_direct_fused_update_equals_optimizer_step(name):
 def test_compiled_wgan_gp_trains(svhn_root, tmp_path):
     """Setup 003 compiled: the penalty's double backward goes through D uncompiled (AOTAutograd
     refuses it), everything else through the compiled nets. About 30 s of compiling on 2 cores."""
-    cfg = compose("+experiment=svhn_wgan_gp", f"dataset.root={svhn_root}", "trainer.steps=3", "trainer.log_every=3",
-                  "model.width=8", "trainer.batch_size=16", "trainer.compile=true", "trainer.device=cpu",
-                  "trainer.progress=false")
+    cfg = compose(
+        "+experiment=svhn_wgan_gp",
+        f"dataset.root={svhn_root}",
+        "trainer.steps=3",
+        "trainer.log_every=3",
+        "model.width=8",
+        "trainer.batch_size=16",
+        "trainer.compile=true",
+        "trainer.device=cpu",
+        "trainer.progress=false",
+    )
     run(cfg, tmp_path / "run")
     import csv
 

@@ -9,6 +9,7 @@ forks a child per command, and the child runs `ganctl.cli.main(args)`, which is 
 with SIGKILL, gives it a file-size limit or waits for its exit status like any other process.
 The full-disk test, which needs a private mount namespace, starts `python -m ganctl` itself.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,9 +27,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, compose
 from ganctl.commands.train import run
 from ganctl.training import checkpoint
+
+from conftest import REPO, compose
 
 # The default config (setup 002's 1-D Gaussian GAN, no download) cut short, on the CPU.
 BASE = ["trainer.device=cpu", "trainer.progress=false"]
@@ -113,8 +115,9 @@ class ForkServer:
     def __init__(self, logs: Path):
         self.logs, self.count = logs, 0
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], cwd=REPO, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self.reply(120)
 
     def reply(self, timeout: float) -> dict:
@@ -160,8 +163,13 @@ def one_error_line(result: Result, code: int, *needles: str) -> str:
 
 
 def temporaries(run_dir: Path) -> list[Path]:
-    return [p for sub in (run_dir, run_dir / "checkpoints", run_dir / "samples") if sub.is_dir()
-            for p in sub.iterdir() if ".tmp" in p.name]
+    return [
+        p
+        for sub in (run_dir, run_dir / "checkpoints", run_dir / "samples")
+        if sub.is_dir()
+        for p in sub.iterdir()
+        if ".tmp" in p.name
+    ]
 
 
 def step_of(path: Path) -> int:
@@ -219,8 +227,13 @@ def test_kill9_loop_resumes_to_the_straight_runs_weights(ganctl, tmp_path):
     rng = random.Random(16)
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.pt"
-    config = [*BASE, f"trainer.steps={PLANNED}", "trainer.log_every=5", "trainer.ckpt_every=1",
-              "checkpoints.keep_last=2"]
+    config = [
+        *BASE,
+        f"trainer.steps={PLANNED}",
+        "trainer.log_every=5",
+        "trainer.ckpt_every=1",
+        "checkpoints.keep_last=2",
+    ]
     started = time.monotonic()
     steps, mid_write = [], 0
     args = ["train", *config, f"hydra.run.dir={run_dir}"]
@@ -256,12 +269,20 @@ def test_kill9_loop_resumes_to_the_straight_runs_weights(ganctl, tmp_path):
 
 # ---- Writes the environment refuses -------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def ten_steps(ganctl, tmp_path_factory):
     """A run of 10 steps with a checkpoint at step 10 and a metrics row per step."""
     run_dir = tmp_path_factory.mktemp("limits") / "base"
-    result = ganctl.run("train", *SMALL, "trainer.steps=10", "trainer.log_every=1", "trainer.ckpt_every=10",
-                        "trainer.sample_every=1000", f"hydra.run.dir={run_dir}")
+    result = ganctl.run(
+        "train",
+        *SMALL,
+        "trainer.steps=10",
+        "trainer.log_every=1",
+        "trainer.ckpt_every=10",
+        "trainer.sample_every=1000",
+        f"hydra.run.dir={run_dir}",
+    )
     assert result.returncode == 0, result.stderr
     return run_dir
 
@@ -269,8 +290,11 @@ def ten_steps(ganctl, tmp_path_factory):
 LIMITS = {  # the file that outgrows the limit first: extra overrides, RLIMIT_FSIZE in bytes
     "checkpoint": (["trainer.ckpt_every=15", "trainer.log_every=5"], lambda run_dir: 20_000, "step_000015.pt"),
     "grid": (["trainer.sample_every=15", "trainer.log_every=5"], lambda run_dir: 4_000, "step_000015.png"),
-    "metrics.csv": (["trainer.log_every=1"], lambda run_dir: (run_dir / "metrics.csv").stat().st_size + 300,
-                    "metrics.csv"),
+    "metrics.csv": (
+        ["trainer.log_every=1"],
+        lambda run_dir: (run_dir / "metrics.csv").stat().st_size + 300,
+        "metrics.csv",
+    ),
 }
 
 
@@ -287,8 +311,16 @@ def test_file_size_limit_ends_in_one_line_and_keeps_the_last_checkpoint(what, ga
     shutil.copytree(ten_steps, run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     before_ckpt, before_rows = last.read_bytes(), (run_dir / "metrics.csv").read_text()
-    result = ganctl.run("train", *SMALL, "trainer.steps=40", *extra, f"hydra.run.dir={run_dir}", "resume=auto",
-                        "hydra.output_subdir=null", fsize=limit(run_dir))
+    result = ganctl.run(
+        "train",
+        *SMALL,
+        "trainer.steps=40",
+        *extra,
+        f"hydra.run.dir={run_dir}",
+        "resume=auto",
+        "hydra.output_subdir=null",
+        fsize=limit(run_dir),
+    )
     line = one_error_line(result, 1, name, "file too large", "[EFBIG]", "the last good checkpoint", "resume=")
     assert str(last) in line
     assert last.read_bytes() == before_ckpt and checkpoint.load(last)["step"] == 10
@@ -298,13 +330,16 @@ def test_file_size_limit_ends_in_one_line_and_keeps_the_last_checkpoint(what, ga
     done = ganctl.run("train", f"resume={run_dir}", "trainer.steps=40")
     assert done.returncode == 0, done.stderr
     assert checkpoint.load(last)["step"] == 40
-    assert [int(step) for step, in logged(run_dir, "step")] == list(range(1, 41))
+    assert [int(step) for (step,) in logged(run_dir, "step")] == list(range(1, 41))
 
 
-@pytest.mark.parametrize("command, output, limit", [
-    (["sample", "-n", "20000"], "samples.npy", 20_000),  # 80 KB of float32
-    (["eval", "-n", "1000"], "scores.json", 300),  # 460 bytes; the limit covers stderr's line too
-])
+@pytest.mark.parametrize(
+    "command, output, limit",
+    [
+        (["sample", "-n", "20000"], "samples.npy", 20_000),  # 80 KB of float32
+        (["eval", "-n", "1000"], "scores.json", 300),  # 460 bytes; the limit covers stderr's line too
+    ],
+)
 def test_file_size_limit_in_sample_and_eval(command, output, limit, ganctl, ten_steps, tmp_path):
     """`ganctl sample` and `ganctl eval` refused their output: one line, exit 1, nothing left behind."""
     out = tmp_path / output
@@ -318,8 +353,7 @@ def in_private_mounts(script: str) -> Result:
     user namespaces are enabled), where it may mount without touching the machine's mounts."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
         pytest.skip("needs unshare -rm (user and mount namespaces)")
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     if proc.returncode == 99:
         pytest.skip(f"this machine refuses the mount: {proc.stderr.strip()}")
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -333,17 +367,23 @@ def test_full_disk_during_a_checkpoint(tmp_path):
         f"mount -t tmpfs -o size=200k tmpfs {disk} || exit 99\n"
         f"{sys.executable} -m ganctl train {' '.join(SMALL)} trainer.steps=100 trainer.ckpt_every=5 "
         f"trainer.log_every=5 hydra.run.dir={disk}/run\n"
-        f"code=$?; cp -a {disk}/run {kept}; exit $code\n")  # the tmpfs goes with the namespace
-    one_error_line(result, 1, "no space left on the device", "[ENOSPC]", "step_000015.pt",
-                   "the last good checkpoint")
+        f"code=$?; cp -a {disk}/run {kept}; exit $code\n"
+    )  # the tmpfs goes with the namespace
+    one_error_line(result, 1, "no space left on the device", "[ENOSPC]", "step_000015.pt", "the last good checkpoint")
     assert checkpoint.load(kept)["step"] == 10
     assert not temporaries(kept)
 
 
 def test_run_folder_vanishing_mid_run(ganctl, tmp_path):
     run_dir, gone = tmp_path / "run", tmp_path / "moved"
-    child = ganctl.start("train", *SMALL, "trainer.steps=100000", "trainer.ckpt_every=1", "trainer.log_every=5",
-                         f"hydra.run.dir={run_dir}")
+    child = ganctl.start(
+        "train",
+        *SMALL,
+        "trainer.steps=100000",
+        "trainer.ckpt_every=1",
+        "trainer.log_every=5",
+        f"hydra.run.dir={run_dir}",
+    )
     assert wait_for(lambda: step_of(run_dir / "checkpoints" / "last.pt") > 0), child.stop()
     os.rename(run_dir, gone)  # the run's path no longer exists: deleted, or its disk unmounted
     one_error_line(child.wait(), 1, str(run_dir), "its folder no longer exists")
@@ -355,18 +395,27 @@ def test_read_only_checkpoint_folder(ten_steps, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(ten_steps, run_dir)
     folder = run_dir / "checkpoints"
-    result = in_private_mounts(f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} || exit 99\n"
-                               f"exec {sys.executable} -m ganctl train resume={run_dir} trainer.steps=20\n")
+    result = in_private_mounts(
+        f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} || exit 99\n"
+        f"exec {sys.executable} -m ganctl train resume={run_dir} trainer.steps=20\n"
+    )
     one_error_line(result, 1, "step_000020.pt", "read-only", "[EROFS]", "the last good checkpoint")
     assert checkpoint.load(run_dir)["step"] == 10
 
 
 # ---- One folder, one run ------------------------------------------------------------------------
 
+
 def test_second_process_is_refused_and_a_finished_run_is_not_overwritten(ganctl, tmp_path):
     run_dir = tmp_path / "run"
-    command = ["train", *SMALL, "trainer.steps=100000", "trainer.log_every=5", "trainer.ckpt_every=10",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        "train",
+        *SMALL,
+        "trainer.steps=100000",
+        "trainer.log_every=5",
+        "trainer.ckpt_every=10",
+        f"hydra.run.dir={run_dir}",
+    ]
     first = ganctl.start(*command)
     assert wait_for(lambda: step_of(run_dir / "checkpoints" / "last.pt") >= 10), first.stop()
     hydra_files = {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
@@ -385,28 +434,42 @@ def test_second_process_is_refused_and_a_finished_run_is_not_overwritten(ganctl,
     one_error_line(again, 2, "already holds a ganctl run", f"resume={run_dir}", "hydra.run.dir=", "overwrite=true")
     assert {p: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == kept
 
-    fresh = ganctl.run("train", *SMALL, "trainer.steps=10", "trainer.log_every=5", f"hydra.run.dir={run_dir}",
-                       "overwrite=true")
+    fresh = ganctl.run(
+        "train", *SMALL, "trainer.steps=10", "trainer.log_every=5", f"hydra.run.dir={run_dir}", "overwrite=true"
+    )
     assert fresh.returncode == 0, fresh.stderr
     aside = tmp_path / "run.old-1"
     assert f"moved the previous run aside to {aside}" in fresh.stdout
     assert {aside / "checkpoints" / p.name: b for p, b in kept.items()} == {
-        p: p.read_bytes() for p in (aside / "checkpoints").iterdir()}
+        p: p.read_bytes() for p in (aside / "checkpoints").iterdir()
+    }
     assert checkpoint.load(run_dir)["step"] == 10
 
 
 # ---- Sweeps -------------------------------------------------------------------------------------
 
+
 def test_interrupted_sweep_started_again_keeps_finished_jobs(ganctl, tmp_path):
     sweep = tmp_path / "sweep"
-    command = ["train", "-m", "seed=0,1,2", *SMALL, "trainer.steps=30", "trainer.log_every=10",
-               "trainer.ckpt_every=5", f"hydra.sweep.dir={sweep}"]
+    command = [
+        "train",
+        "-m",
+        "seed=0,1,2",
+        *SMALL,
+        "trainer.steps=30",
+        "trainer.log_every=10",
+        "trainer.ckpt_every=5",
+        f"hydra.sweep.dir={sweep}",
+    ]
     child = ganctl.start(*command)
     assert wait_for(lambda: step_of(sweep / "1" / "checkpoints" / "last.pt") >= 5), child.stop()
     child.kill()
     child.wait()
-    finished = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (sweep / "0").rglob("*")
-                if p.is_file() and not p.name.startswith(".") and ".hydra" not in p.parts and p.name != "train.log"}
+    finished = {
+        p: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in (sweep / "0").rglob("*")
+        if p.is_file() and not p.name.startswith(".") and ".hydra" not in p.parts and p.name != "train.log"
+    }
     assert step_of(sweep / "0" / "checkpoints" / "last.pt") == 30
     assert 5 <= step_of(sweep / "1" / "checkpoints" / "last.pt") < 30, "job 1 was interrupted"
 
@@ -421,6 +484,8 @@ def test_interrupted_sweep_started_again_keeps_finished_jobs(ganctl, tmp_path):
         rows = list(csv.DictReader(f))
     assert sorted((r["job"], r["status"], r["steps"]) for r in rows) == [(j, "ok", "30") for j in "012"]
     # The interrupted job continued from its checkpoint to the same weights as an uninterrupted job.
-    run(compose(*SMALL, "seed=1", "trainer.steps=30", "trainer.log_every=10", "trainer.ckpt_every=5"),
-        tmp_path / "straight")
+    run(
+        compose(*SMALL, "seed=1", "trainer.steps=30", "trainer.log_every=10", "trainer.ckpt_every=5"),
+        tmp_path / "straight",
+    )
     assert_same_training_state(checkpoint.load(sweep / "1"), checkpoint.load(tmp_path / "straight"))

@@ -1,4 +1,5 @@
 """ganctl inspect and ganctl --version, through the real CLI."""
+
 import json
 import re
 from pathlib import Path
@@ -10,8 +11,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_inspect_a_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli("train", "trainer.steps=20", "trainer.log_every=10", "trainer.ema=0.9", "trainer.progress=false",
-                   f"hydra.run.dir={run_dir}", "optim.lr=0.002")
+    proc = run_cli(
+        "train",
+        "trainer.steps=20",
+        "trainer.log_every=10",
+        "trainer.ema=0.9",
+        "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
+        "optim.lr=0.002",
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("inspect", str(run_dir))
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
 """ganctl interpolate: path maths, every output format, chosen endpoints and bad input."""
+
 from __future__ import annotations
 
 import math
@@ -8,20 +9,29 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from conftest import compose, run_cli
 from ganctl.commands import interpolate, sample, train
 from ganctl.errors import ConfigError
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import load_generator
+
+from conftest import compose, run_cli
 
 
 @pytest.fixture(scope="module")
 def mnist_run(mnist_root, tmp_path_factory):
     """A tiny MLP GAN trained for 5 steps on the real MNIST test split (1 x 28 x 28, z_dim 64, normal)."""
     run_dir = tmp_path_factory.mktemp("interp_mnist")
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "trainer.steps=5",
-                  "trainer.log_every=5", "trainer.progress=false", "model.g_hidden=[32]", "model.d_hidden=[32]",
-                  "trainer.device=cpu")
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.steps=5",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        "model.g_hidden=[32]",
+        "model.d_hidden=[32]",
+        "trainer.device=cpu",
+    )
     train.run(cfg, run_dir)
     return run_dir
 
@@ -30,8 +40,9 @@ def mnist_run(mnist_root, tmp_path_factory):
 def gaussian_run(tmp_path_factory):
     """The default 1-D Gaussian GAN (z_dim 1, uniform latents) for 3 steps."""
     run_dir = tmp_path_factory.mktemp("interp_gauss")
-    train.run(compose("trainer.steps=3", "trainer.log_every=3", "trainer.progress=false", "trainer.device=cpu"),
-              run_dir)
+    train.run(
+        compose("trainer.steps=3", "trainer.log_every=3", "trainer.progress=false", "trainer.device=cpu"), run_dir
+    )
     return run_dir
 
 
@@ -41,6 +52,7 @@ def G_of(run_dir, z: torch.Tensor) -> torch.Tensor:
 
 
 # ---- path maths -------------------------------------------------------------------------------
+
 
 def test_paths_hit_both_endpoints_exactly():
     a, b = torch.randn(3, 64), torch.randn(3, 64)
@@ -105,6 +117,7 @@ def test_default_mode_follows_the_latent_distribution():
 
 # ---- image outputs ----------------------------------------------------------------------------
 
+
 def test_png_grid_rows_by_frames_and_deterministic(mnist_run, tmp_path, capsys):
     interpolate.main([str(mnist_run), "-o", str(tmp_path / "a.png"), "--rows", "3", "--steps", "5", "--seed", "4"])
     assert "3 x 5 frames (slerp" in capsys.readouterr().out
@@ -116,8 +129,9 @@ def test_png_grid_rows_by_frames_and_deterministic(mnist_run, tmp_path, capsys):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     interpolate.main([str(mnist_run), "-o", str(tmp_path / "c.png"), "--rows", "3", "--steps", "5", "--seed", "5"])
     assert not np.array_equal(pixels, np.asarray(Image.open(tmp_path / "c.png")))
-    interpolate.main([str(mnist_run), "-o", str(tmp_path / "z.png"), "--rows", "3", "--steps", "5", "--seed", "4",
-                      "--zoom", "3"])
+    interpolate.main(
+        [str(mnist_run), "-o", str(tmp_path / "z.png"), "--rows", "3", "--steps", "5", "--seed", "4", "--zoom", "3"]
+    )
     zoomed = Image.open(tmp_path / "z.png")
     assert zoomed.size == (3 * img.width, 3 * img.height)
     assert np.array_equal(np.asarray(zoomed)[::3, ::3], pixels)
@@ -126,8 +140,9 @@ def test_png_grid_rows_by_frames_and_deterministic(mnist_run, tmp_path, capsys):
 def test_seed_endpoints_are_the_samples_of_those_seeds(mnist_run, tmp_path):
     sample.main([str(mnist_run), "-n", "1", "--seed", "3", "-o", str(tmp_path / "a.pt")])
     sample.main([str(mnist_run), "-n", "1", "--seed", "7", "-o", str(tmp_path / "b.pt")])
-    interpolate.main([str(mnist_run), "--from-seed", "3", "--to-seed", "7", "--steps", "6",
-                      "-o", str(tmp_path / "w.pt")])
+    interpolate.main(
+        [str(mnist_run), "--from-seed", "3", "--to-seed", "7", "--steps", "6", "-o", str(tmp_path / "w.pt")]
+    )
     x = torch.load(tmp_path / "w.pt", weights_only=True)
     assert x.shape == (1, 6, 1, 28, 28) and x.dtype == torch.float32
     assert -1 <= x.min() and x.max() <= 1  # the tanh range of the model
@@ -138,25 +153,76 @@ def test_seed_endpoints_are_the_samples_of_those_seeds(mnist_run, tmp_path):
     z = interpolate.slerp(seeded(1, cfg.model, 3), seeded(1, cfg.model, 7), torch.linspace(0, 1, 6))[0]
     torch.testing.assert_close(x[0], G_of(mnist_run, z))
     # lerp shares the endpoints but not the middle.
-    interpolate.main([str(mnist_run), "--from-seed", "3", "--to-seed", "7", "--steps", "6", "--mode", "lerp",
-                      "-o", str(tmp_path / "l.pt")])
+    interpolate.main(
+        [
+            str(mnist_run),
+            "--from-seed",
+            "3",
+            "--to-seed",
+            "7",
+            "--steps",
+            "6",
+            "--mode",
+            "lerp",
+            "-o",
+            str(tmp_path / "l.pt"),
+        ]
+    )
     y = torch.load(tmp_path / "l.pt", weights_only=True)
     torch.testing.assert_close(y[0, [0, -1]], x[0, [0, -1]])
     assert not torch.allclose(y[0, 2], x[0, 2])
 
 
 def test_walk_between_saved_latents(mnist_run, tmp_path):
-    sample.main([str(mnist_run), "-n", "6", "--seed", "1", "-o", str(tmp_path / "s.pt"),
-                 "--save-latents", str(tmp_path / "z.pt")])
+    sample.main(
+        [
+            str(mnist_run),
+            "-n",
+            "6",
+            "--seed",
+            "1",
+            "-o",
+            str(tmp_path / "s.pt"),
+            "--save-latents",
+            str(tmp_path / "z.pt"),
+        ]
+    )
     chosen = torch.load(tmp_path / "s.pt", weights_only=True)
-    interpolate.main([str(mnist_run), "--from", str(tmp_path / "z.pt"), "--index", "4", "1", "--steps", "3",
-                      "-o", str(tmp_path / "w.pt")])
+    interpolate.main(
+        [
+            str(mnist_run),
+            "--from",
+            str(tmp_path / "z.pt"),
+            "--index",
+            "4",
+            "1",
+            "--steps",
+            "3",
+            "-o",
+            str(tmp_path / "w.pt"),
+        ]
+    )
     x = torch.load(tmp_path / "w.pt", weights_only=True)
     torch.testing.assert_close(x[0, 0], chosen[4])
     torch.testing.assert_close(x[0, -1], chosen[1])
     # A tour through three saved samples: they are frames 0, K-1 and 2(K-1).
-    interpolate.main([str(mnist_run), "--from", str(tmp_path / "z.pt"), "--waypoints", "3", "--index", "5", "0", "2",
-                      "--steps", "4", "-o", str(tmp_path / "t.pt")])
+    interpolate.main(
+        [
+            str(mnist_run),
+            "--from",
+            str(tmp_path / "z.pt"),
+            "--waypoints",
+            "3",
+            "--index",
+            "5",
+            "0",
+            "2",
+            "--steps",
+            "4",
+            "-o",
+            str(tmp_path / "t.pt"),
+        ]
+    )
     tour = torch.load(tmp_path / "t.pt", weights_only=True)
     assert tour.shape == (1, 9, 1, 28, 28)
     torch.testing.assert_close(tour[0, [0, 3, 6]], chosen[[5, 0, 2]])
@@ -198,6 +264,7 @@ def test_folder_of_frames_and_force(mnist_run, tmp_path):
 
 
 # ---- the 1-D Gaussian model -------------------------------------------------------------------
+
 
 def test_gaussian_plot_and_values_along_the_path(gaussian_run, tmp_path, capsys):
     interpolate.main([str(gaussian_run), "-o", str(tmp_path / "g.pt"), "--rows", "3", "--steps", "9"])
@@ -270,8 +337,10 @@ def test_bad_input_is_one_clear_error(mnist_run, tmp_path, monkeypatch, args, ne
 
 
 def test_cli_errors_exit_2_with_one_line(mnist_run, tmp_path):
-    for args, needle in ((["--steps", "1"], "--steps 1"),
-                         (["--from", str(tmp_path / "z.pt"), "-o", str(tmp_path / "w.png")], "N x 64")):
+    for args, needle in (
+        (["--steps", "1"], "--steps 1"),
+        (["--from", str(tmp_path / "z.pt"), "-o", str(tmp_path / "w.png")], "N x 64"),
+    ):
         torch.save(torch.randn(4, 10), tmp_path / "z.pt")
         proc = run_cli("interpolate", str(mnist_run), *args, cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr

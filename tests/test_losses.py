@@ -1,4 +1,5 @@
 """Each loss's value and gradient sign on cases worked out by hand; the step's D scoring and log stats."""
+
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from torch import nn
 from ganctl.losses import LOSSES, gradient_penalty
 from ganctl.training.distributed import Rank
 from ganctl.training.step import AutogradStep, Precision
+
 from conftest import compose
 
 LN2 = math.log(2.0)
@@ -87,9 +89,26 @@ class NoOpt:
 def d_step(D, loss_name, shuffled=False, joint=False, gp_weight=10.0):
     """An autograd GAN step around a bare D: only its scoring and loss (d_grads) are exercised."""
     G = nn.Identity()
-    return AutogradStep(G, D, NoOpt(), NoOpt(), LOSSES[loss_name], None, 0, Precision("fp32", torch.device("cpu")),
-                        False, Rank(), torch.device("cpu"), G_run=G, D_run=D, D_g_phase=D, D_penalty=D,
-                        joint=joint, shuffled=shuffled, gp_weight=gp_weight)
+    return AutogradStep(
+        G,
+        D,
+        NoOpt(),
+        NoOpt(),
+        LOSSES[loss_name],
+        None,
+        0,
+        Precision("fp32", torch.device("cpu")),
+        False,
+        Rank(),
+        torch.device("cpu"),
+        G_run=G,
+        D_run=D,
+        D_g_phase=D,
+        D_penalty=D,
+        joint=joint,
+        shuffled=shuffled,
+        gp_weight=gp_weight,
+    )
 
 
 def d_loss(step, real, fake):
@@ -160,8 +179,10 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
 def test_log_row_is_the_mean_over_the_steps_it_covers():
     """The loop keeps each step's raw scores and reduces them once per log row."""
     step = d_step(nn.Identity(), "bce")
-    raws = [(torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
-            for i in range(3)]
+    raws = [
+        (torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
+        for i in range(3)
+    ]
     row = step.summarise(raws)
     assert row[0].item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
     expected_real = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0])).mean().item()

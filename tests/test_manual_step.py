@@ -1,20 +1,28 @@
 """trainer.backward=manual (hand-written MLP gradients) trains the same weights as autograd."""
+
 import pytest
 import torch
 
-from conftest import compose
-from ganctl.training import checkpoint
+from ganctl.commands.train import run
 from ganctl.errors import ConfigError
 from ganctl.losses import LOSSES
-from ganctl.commands.train import run
+from ganctl.training import checkpoint
+
+from conftest import compose
 
 BASE = ["trainer.log_every=5", "trainer.progress=false", "trainer.device=cpu"]
 
 
 def trained(mnist_root, tmp_path, name, *extra, steps=5):
     """G's and D's weights, and the metrics rows, after `steps` steps of mnist_bce on the test split."""
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *BASE,
-                  f"trainer.steps={steps}", *extra)
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        *BASE,
+        f"trainer.steps={steps}",
+        *extra,
+    )
     run(cfg, tmp_path / name)
     ckpt = checkpoint.load(tmp_path / name)
     rows = (tmp_path / name / "metrics.csv").read_text().splitlines()
@@ -35,8 +43,9 @@ def assert_same_training(mnist_root, tmp_path, *extra, steps=5, tol=None):
     float orders can move it in opposite directions; the moments below carry the gradient check.
     """
     g_m, d_m, opt_m, rows_m = trained(mnist_root, tmp_path, "manual", "trainer.backward=manual", *extra, steps=steps)
-    g_a, d_a, opt_a, rows_a = trained(mnist_root, tmp_path, "autograd", "trainer.backward=autograd", *extra,
-                                      steps=steps)
+    g_a, d_a, opt_a, rows_a = trained(
+        mnist_root, tmp_path, "autograd", "trainer.backward=autograd", *extra, steps=steps
+    )
     if tol is None:
         tol = 2 * opt_a[0]["param_groups"][0]["lr"] * steps
     assert max_diff(g_m, g_a) < tol
@@ -65,27 +74,56 @@ def test_setup_001_manual_matches_autograd(mnist_root, tmp_path):
 
 def test_small_model_manual_matches_autograd(mnist_root, tmp_path):
     """Layers below oneDNN's size threshold take the BLAS route; sigmoid output, ReLU D (setup 000's)."""
-    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[32]", "model.d_hidden=[24,16]",
-                         "model.g_out=sigmoid", "dataset.range=[0,1]", "model.d_act=relu", "model.z_dim=20",
-                         "trainer.batch_size=10")
+    assert_same_training(
+        mnist_root,
+        tmp_path,
+        "model.g_hidden=[32]",
+        "model.d_hidden=[24,16]",
+        "model.g_out=sigmoid",
+        "dataset.range=[0,1]",
+        "model.d_act=relu",
+        "model.z_dim=20",
+        "trainer.batch_size=10",
+    )
 
 
 def test_several_d_and_g_updates_per_step(mnist_root, tmp_path):
     """d_steps=2, g_steps=2: the first G update reuses the shared forward pass, the second draws anew."""
-    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[48]", "model.d_hidden=[48]",
-                         "trainer.d_steps=2", "trainer.g_steps=2", "loss=minimax")
+    assert_same_training(
+        mnist_root,
+        tmp_path,
+        "model.g_hidden=[48]",
+        "model.d_hidden=[48]",
+        "trainer.d_steps=2",
+        "trainer.g_steps=2",
+        "loss=minimax",
+    )
 
 
 def test_dropout_and_shuffled_batch_as_setup_004(mnist_root, tmp_path):
     """Setup 004's D: dropout after each hidden layer (in both phases) and one shuffled batch.
     Both paths draw the same masks and permutation: G's two passes stay separate here."""
-    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[64,96]", "model.d_hidden=[96,48]",
-                         "model.d_dropout=0.3", "loss.d_batch=shuffled", "model.d_act=relu", "trainer.batch_size=32")
+    assert_same_training(
+        mnist_root,
+        tmp_path,
+        "model.g_hidden=[64,96]",
+        "model.d_hidden=[96,48]",
+        "model.d_dropout=0.3",
+        "loss.d_batch=shuffled",
+        "model.d_act=relu",
+        "trainer.batch_size=32",
+    )
 
 
 def test_dropout_with_separate_batches(mnist_root, tmp_path):
-    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[48]", "model.d_hidden=[48,32]",
-                         "model.d_dropout=0.5", "trainer.d_steps=2")
+    assert_same_training(
+        mnist_root,
+        tmp_path,
+        "model.g_hidden=[48]",
+        "model.d_hidden=[48,32]",
+        "model.d_dropout=0.5",
+        "trainer.d_steps=2",
+    )
 
 
 @pytest.mark.parametrize("name", ["hinge", "lsgan"])
@@ -98,8 +136,16 @@ def test_sgd_where_steps_scale_with_the_gradient(mnist_root, tmp_path):
     gradients agree to ~1e-4 of their largest entry (test_steps.py), which is below 1e-2 here, so
     5 steps at lr 0.5 keep the weights within 5 x 0.5 x 1e-6 plus what those differences feed
     back: 1e-5."""
-    assert_same_training(mnist_root, tmp_path, "model.g_hidden=[48]", "model.d_hidden=[48]", "optim=sgd",
-                         "optim.momentum=0", "optim.lr=0.5", tol=1e-5)
+    assert_same_training(
+        mnist_root,
+        tmp_path,
+        "model.g_hidden=[48]",
+        "model.d_hidden=[48]",
+        "optim=sgd",
+        "optim.momentum=0",
+        "optim.lr=0.5",
+        tol=1e-5,
+    )
 
 
 def test_blas_route_for_every_layer(mnist_root, tmp_path):
@@ -162,10 +208,14 @@ def test_auto_times_manual_only_where_supported(monkeypatch, tmp_path):
     assert candidates("+experiment=svhn_wgan_gp", conv=True)[0] == conv
     assert candidates("+experiment=svhn_wgan_gp", "trainer.channels_last=false", conv=True)[0] == autograd_only
     # An explicit setting is never timed; all explicit: nothing to choose.
-    assert candidates("+experiment=mnist_bce", "trainer.backward=autograd", "trainer.cpu_matmul=blas") == \
-        (set(), ("autograd", False, False))
-    assert candidates("+experiment=mnist_bce", "trainer.backward=manual", "trainer.cpu_matmul=blas") == \
-        (set(), ("manual", False, False))
+    assert candidates("+experiment=mnist_bce", "trainer.backward=autograd", "trainer.cpu_matmul=blas") == (
+        set(),
+        ("autograd", False, False),
+    )
+    assert candidates("+experiment=mnist_bce", "trainer.backward=manual", "trainer.cpu_matmul=blas") == (
+        set(),
+        ("manual", False, False),
+    )
     # The measurement decides: whichever combination is cheap here is the one picked.
     for fast in both:
         assert candidates("+experiment=mnist_bce", fast=fast)[1] == fast
@@ -179,8 +229,9 @@ def test_resume_is_exact_with_manual_step(mnist_root, tmp_path):
     common = ["model.g_hidden=[48]", "model.d_hidden=[48]", "trainer.backward=manual", "trainer.ckpt_every=3"]
     straight, *_ = trained(mnist_root, tmp_path, "straight", *common, steps=6)
     trained(mnist_root, tmp_path, "first", *common, steps=3)
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *BASE, *common,
-                  "trainer.steps=6")
+    cfg = compose(
+        "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *BASE, *common, "trainer.steps=6"
+    )
     run(cfg, tmp_path / "first", resume=checkpoint.load(tmp_path / "first"))
     resumed = checkpoint.load(tmp_path / "first")["G"]
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
@@ -190,8 +241,18 @@ def test_nan_skip_with_manual_step(mnist_root, tmp_path):
     """A learning rate that blows up: on_nan=skip drops the bad updates and stops after max_nan_skips."""
     from ganctl.errors import Diverged
 
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *BASE,
-                  "trainer.steps=200", "trainer.backward=manual", "optim.lr=1e30", "trainer.on_nan=skip",
-                  "trainer.max_nan_skips=3", "model.g_hidden=[16]", "model.d_hidden=[16]")
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        *BASE,
+        "trainer.steps=200",
+        "trainer.backward=manual",
+        "optim.lr=1e30",
+        "trainer.on_nan=skip",
+        "trainer.max_nan_skips=3",
+        "model.g_hidden=[16]",
+        "model.d_hidden=[16]",
+    )
     with pytest.raises(Diverged, match="3 steps in a row had a non-finite loss"):
         run(cfg, tmp_path / "nan")

@@ -1,4 +1,5 @@
 """Model families: output shapes for every dataset shape, and the setup-specific pieces."""
+
 import math
 
 import pytest
@@ -38,12 +39,25 @@ def test_batch_moments_match_numpy_definitions():
     v = x.double().flatten()
     mean, std = v.mean(), v.std(unbiased=False)
     z = (v - mean) / std
-    assert m.tolist() == pytest.approx([mean.item(), std.item(), (z ** 3).mean().item(), (z ** 4).mean().item() - 3], rel=1e-4)
+    assert m.tolist() == pytest.approx(
+        [mean.item(), std.item(), (z**3).mean().item(), (z**4).mean().item() - 3], rel=1e-4
+    )
 
 
 def test_gaussian_model_judges_whole_batch():
-    G, D = build_models(ModelConfig(z_dim=1, latent="uniform", g_hidden=[5, 5], g_act="tanh", g_out="none",
-                                    d_hidden=[10, 10], d_act="sigmoid", d_features="moments"), (1,))
+    G, D = build_models(
+        ModelConfig(
+            z_dim=1,
+            latent="uniform",
+            g_hidden=[5, 5],
+            g_act="tanh",
+            g_out="none",
+            d_hidden=[10, 10],
+            d_act="sigmoid",
+            d_features="moments",
+        ),
+        (1,),
+    )
     z = latents(500, ModelConfig(z_dim=1, latent="uniform"), device="cpu")
     assert 0 <= z.min() and z.max() < 1
     assert D(G(z)).shape == (1,)

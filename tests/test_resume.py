@@ -1,4 +1,5 @@
 """Never lose a run: exact resume, signals, the NaN guard (SIGKILL and full disks: tests/test_faults.py)."""
+
 import signal
 import subprocess
 import sys
@@ -7,10 +8,11 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, compose, run_cli
-from ganctl.training import checkpoint
 from ganctl.cli import resume_config
 from ganctl.commands.train import run
+from ganctl.training import checkpoint
+
+from conftest import REPO, compose, run_cli
 
 
 def assert_same_state(a: dict, b: dict):
@@ -29,11 +31,21 @@ def assert_same_state(a: dict, b: dict):
 
 EXPERIMENTS = {
     "mnist_bce": lambda roots: ["+experiment=mnist_bce", f"dataset.root={roots['mnist']}", "dataset.split=test"],
-    "mnist_goodfellow": lambda roots: ["+experiment=mnist_goodfellow", f"dataset.root={roots['mnist']}",
-                                       "dataset.split=test", "trainer.epochs=null", "trainer.batch_size=4000"],
+    "mnist_goodfellow": lambda roots: [
+        "+experiment=mnist_goodfellow",
+        f"dataset.root={roots['mnist']}",
+        "dataset.split=test",
+        "trainer.epochs=null",
+        "trainer.batch_size=4000",
+    ],
     "gaussian1d": lambda roots: ["+experiment=gaussian1d", "dataset.samples_per_epoch=2500"],
-    "svhn_wgan_gp": lambda roots: ["+experiment=svhn_wgan_gp", f"dataset.root={roots['svhn']}", "model.width=8",
-                                   "trainer.batch_size=32", "trainer.epochs=null"],
+    "svhn_wgan_gp": lambda roots: [
+        "+experiment=svhn_wgan_gp",
+        f"dataset.root={roots['svhn']}",
+        "model.width=8",
+        "trainer.batch_size=32",
+        "trainer.epochs=null",
+    ],
 }
 
 
@@ -46,7 +58,11 @@ def test_resume_is_bitwise_exact(name, mnist_root, svhn_root, tmp_path):
     """
     n = 4
     base = EXPERIMENTS[name]({"mnist": mnist_root, "svhn": svhn_root}) + [
-        "trainer.progress=false", "trainer.log_every=2", "trainer.sample_every=100", "trainer.ckpt_every=100"]
+        "trainer.progress=false",
+        "trainer.log_every=2",
+        "trainer.sample_every=100",
+        "trainer.ckpt_every=100",
+    ]
     run(compose(*base, f"trainer.steps={2 * n}"), tmp_path / "straight")
     run(compose(*base, f"trainer.steps={n}"), tmp_path / "split")
     first = checkpoint.load(tmp_path / "split")
@@ -61,8 +77,13 @@ def test_resume_is_bitwise_exact(name, mnist_root, svhn_root, tmp_path):
 
 
 def test_resume_override_reaches_the_optimiser(mnist_root, tmp_path):
-    base = ["+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "trainer.progress=false",
-            "trainer.log_every=2"]
+    base = [
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.progress=false",
+        "trainer.log_every=2",
+    ]
     run(compose(*base, "trainer.steps=2"), tmp_path / "r")
     ckpt = checkpoint.load(tmp_path / "r")
     cfg, changed = resume_config(ckpt, ["trainer.steps=4", "optim.lr=1e-3"])
@@ -72,9 +93,16 @@ def test_resume_override_reaches_the_optimiser(mnist_root, tmp_path):
 
 
 def test_keep_last(mnist_root, tmp_path):
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                  "trainer.progress=false", "trainer.steps=10", "trainer.log_every=5", "trainer.ckpt_every=2",
-                  "checkpoints.keep_last=2")
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.progress=false",
+        "trainer.steps=10",
+        "trainer.log_every=5",
+        "trainer.ckpt_every=2",
+        "checkpoints.keep_last=2",
+    )
     run(cfg, tmp_path / "k")
     names = sorted(p.name for p in (tmp_path / "k" / "checkpoints").iterdir())
     assert names == ["last.pt", "step_000008.pt", "step_000010.pt"]
@@ -93,10 +121,19 @@ def wait_for(predicate, timeout=60.0):
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_and_resumes(signum, code, mnist_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-            "trainer.steps=100000", "trainer.log_every=5", "trainer.progress=false", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-m", "ganctl", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "train",
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.steps=100000",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ganctl", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metrics = run_dir / "metrics.csv"
     assert wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2), "never started"
     proc.send_signal(signum)
@@ -113,9 +150,19 @@ def test_signal_checkpoints_and_resumes(signum, code, mnist_root, tmp_path):
 
 def test_nan_guard_keeps_last_good_checkpoint(mnist_root, tmp_path):
     run_dir = tmp_path / "run"
-    first = run_cli("train", "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                    "optim=sgd", "optim.lr=0.01", "trainer.steps=10", "trainer.log_every=5", "trainer.ckpt_every=10",
-                    "trainer.progress=false", f"hydra.run.dir={run_dir}")
+    first = run_cli(
+        "train",
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "optim=sgd",
+        "optim.lr=0.01",
+        "trainer.steps=10",
+        "trainer.log_every=5",
+        "trainer.ckpt_every=10",
+        "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
+    )
     assert first.returncode == 0, first.stderr
     boom = run_cli("train", f"resume={run_dir}", "optim.lr=1e8", "trainer.steps=40", "trainer.progress=false")
     assert boom.returncode == 1, boom.stderr
@@ -127,9 +174,18 @@ def test_nan_guard_keeps_last_good_checkpoint(mnist_root, tmp_path):
 
 
 def test_nan_skip_mode_counts_and_gives_up(mnist_root, tmp_path):
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "optim=sgd",
-                  "optim.lr=1e8", "trainer.steps=50", "trainer.log_every=5", "trainer.progress=false",
-                  "trainer.on_nan=skip", "trainer.max_nan_skips=3")
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "optim=sgd",
+        "optim.lr=1e8",
+        "trainer.steps=50",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        "trainer.on_nan=skip",
+        "trainer.max_nan_skips=3",
+    )
     from ganctl.errors import Diverged
 
     with pytest.raises(Diverged, match="3 steps in a row"):

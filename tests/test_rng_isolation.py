@@ -1,4 +1,5 @@
 """Work done beside training draws from its own random streams, so a run's stream is its seed's alone."""
+
 import torch
 
 from ganctl import features
@@ -12,11 +13,21 @@ def test_feature_net_fit_leaves_the_global_stream_alone(svhn_root, tmp_path, mon
     torch.manual_seed(123)
     expected = torch.rand(5)
     torch.manual_seed(123)
-    model = features.fit(DatasetConfig(name="svhn", root=str(svhn_root), split="train"), torch.device("cpu"),
-                         epochs=1, seed=0, progress=False)
+    model = features.fit(
+        DatasetConfig(name="svhn", root=str(svhn_root), split="train"),
+        torch.device("cpu"),
+        epochs=1,
+        seed=0,
+        progress=False,
+    )
     assert torch.equal(torch.rand(5), expected)
     # The fit itself is still its seed's: the same seed trains the same net.
-    again = features.fit(DatasetConfig(name="svhn", root=str(svhn_root), split="train"), torch.device("cpu"),
-                         epochs=1, seed=0, progress=False)
+    again = features.fit(
+        DatasetConfig(name="svhn", root=str(svhn_root), split="train"),
+        torch.device("cpu"),
+        epochs=1,
+        seed=0,
+        progress=False,
+    )
     for a, b in zip(model.net.parameters(), again.net.parameters()):
         assert torch.equal(a, b)

@@ -1,4 +1,5 @@
 """ganctl sample in-process: batching, output formats, truncation, and checkpoints saved on CUDA."""
+
 from __future__ import annotations
 
 import io
@@ -9,20 +10,29 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose
-from ganctl.commands import sample, train
 from ganctl import images
+from ganctl.commands import sample, train
 from ganctl.errors import ConfigError
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import load_generator
+
+from conftest import compose
 
 
 @pytest.fixture(scope="module")
 def mnist_run(mnist_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("sample_mnist")
-    cfg = compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "trainer.steps=5",
-                  "trainer.log_every=5", "trainer.progress=false", "model.g_hidden=[32]", "model.d_hidden=[32]",
-                  "trainer.device=cpu")
+    cfg = compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.steps=5",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        "model.g_hidden=[32]",
+        "model.d_hidden=[32]",
+        "trainer.device=cpu",
+    )
     train.run(cfg, run_dir)
     return run_dir
 
@@ -95,8 +105,19 @@ def test_truncation_bounds_gaussian_latents(mnist_run, tmp_path):
     z = seeded(2000, cfg.model, 0, truncation=0.5)
     assert z.abs().max() <= 0.5 and z.std() < 0.35
     assert torch.equal(z, seeded(2000, cfg.model, 0, truncation=0.5))
-    sample.main([str(mnist_run), "-n", "4", "--truncation", "0.5", "-o", str(tmp_path / "t.png"),
-                 "--save-latents", str(tmp_path / "z.pt")])
+    sample.main(
+        [
+            str(mnist_run),
+            "-n",
+            "4",
+            "--truncation",
+            "0.5",
+            "-o",
+            str(tmp_path / "t.png"),
+            "--save-latents",
+            str(tmp_path / "z.pt"),
+        ]
+    )
     assert torch.load(tmp_path / "z.pt", weights_only=True).abs().max() <= 0.5
     with pytest.raises(ConfigError, match="--truncation 0"):
         sample.main([str(mnist_run), "--truncation", "0", "-o", str(tmp_path / "u.png")])

@@ -11,12 +11,14 @@ random stream, so its tolerance follows from the arithmetic alone, on any CPU:
   layer sits six products deep (through D and back through G): measured 7% of the gradient's
   norm there, 1-2% elsewhere. A flipped sign is off by 200% of the norm, a factor of two by 50%+.
 """
+
 import pytest
 
-from conftest import compose
 from ganctl.training.build import build
 from ganctl.training.cpu_kernels import onednn_available
 from ganctl.training.distributed import Rank
+
+from conftest import compose
 
 FP32_REORDER = 2e-4  # of the largest entry: K * eps with K ~ 1,300 (see above), with a margin
 BF16_ROUNDING = 0.25  # of the gradient's norm: ~1.5% per layer over a chain of six, with a margin
@@ -24,8 +26,14 @@ BF16_ROUNDING = 0.25  # of the gradient's norm: ~1.5% per layer over a chain of 
 
 def phase_grads(mnist_root, *overrides, experiment="mnist_bce"):
     """D's gradients after one D phase and G's after one G phase, from seed 0's initial state."""
-    cfg = compose(f"+experiment={experiment}", f"dataset.root={mnist_root}", "dataset.split=test",
-                  "trainer.device=cpu", "trainer.steps=1", *overrides)
+    cfg = compose(
+        f"+experiment={experiment}",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.device=cpu",
+        "trainer.steps=1",
+        *overrides,
+    )
     r = build(cfg, Rank())
     real = r.data.batch(r.state.sampler.next())
     d_loss, _ = r.gan.d_grads(real, last=True)
@@ -49,13 +57,26 @@ def assert_grads_close(a: dict, b: dict, rel: float) -> float:
 
 SETUPS = {
     "setup_001": [],
-    "small_blas_sizes": ["model.g_hidden=[32]", "model.d_hidden=[24,16]", "model.g_out=sigmoid",
-                         "dataset.range=[0,1]", "model.d_act=relu", "model.z_dim=20", "trainer.batch_size=10"],
+    "small_blas_sizes": [
+        "model.g_hidden=[32]",
+        "model.d_hidden=[24,16]",
+        "model.g_out=sigmoid",
+        "dataset.range=[0,1]",
+        "model.d_act=relu",
+        "model.z_dim=20",
+        "trainer.batch_size=10",
+    ],
     "minimax": ["model.g_hidden=[48]", "model.d_hidden=[48]", "loss=minimax"],
     "hinge": ["model.g_hidden=[48]", "model.d_hidden=[48]", "loss=hinge"],
     "lsgan": ["model.g_hidden=[48]", "model.d_hidden=[48]", "loss=lsgan"],
-    "dropout_shuffled": ["model.g_hidden=[64,96]", "model.d_hidden=[96,48]", "model.d_dropout=0.3",
-                         "loss.d_batch=shuffled", "model.d_act=relu", "trainer.batch_size=32"],
+    "dropout_shuffled": [
+        "model.g_hidden=[64,96]",
+        "model.d_hidden=[96,48]",
+        "model.d_dropout=0.3",
+        "loss.d_batch=shuffled",
+        "model.d_act=relu",
+        "trainer.batch_size=32",
+    ],
     "blas": ["trainer.cpu_matmul=blas"],
 }
 
@@ -70,13 +91,16 @@ def test_manual_step_gradients_equal_autograd(setup, mnist_root):
     assert dl_m == pytest.approx(dl_a, rel=1e-5) and gl_m == pytest.approx(gl_a, rel=1e-5)
 
 
-@pytest.mark.parametrize("setup", [[], ["loss=lsgan"], ["model.d_act=tanh", "optim=adam"]],
-                         ids=["setup_002", "lsgan", "tanh_d"])
+@pytest.mark.parametrize(
+    "setup", [[], ["loss=lsgan"], ["model.d_act=tanh", "optim=adam"]], ids=["setup_002", "lsgan", "tanh_d"]
+)
 def test_manual_step_with_batch_moments_equals_autograd(setup):
     """Setup 002: D scores the batch's four moments; their gradient is written out by hand
     (manual_step.moments_backward). Sums of 500 values, so the reordering bound above holds."""
-    runs = {b: phase_grads("unused", f"trainer.backward={b}", *setup, experiment="gaussian1d")
-            for b in ("manual", "autograd")}
+    runs = {
+        b: phase_grads("unused", f"trainer.backward={b}", *setup, experiment="gaussian1d")
+        for b in ("manual", "autograd")
+    }
     (name_m, d_m, g_m, dl_m, gl_m), (name_a, d_a, g_a, dl_a, gl_a) = runs["manual"], runs["autograd"]
     assert (name_m, name_a) == ("manual", "autograd")
     assert_grads_close(d_m, d_a, FP32_REORDER)

@@ -1,8 +1,8 @@
 """Sweeps: every job in its folder, a summary that lists failures, and `ganctl report`."""
+
 import csv
 
 import pytest
-
 from PIL import Image
 
 from conftest import run_cli
@@ -10,8 +10,16 @@ from conftest import run_cli
 
 def test_sweep_with_a_failing_job_and_report(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", "-m", "optim.lr=1e-3,2e-3,5e-3,-1", "trainer.steps=10", "trainer.log_every=5",
-                   "trainer.progress=false", "dataset.samples_per_epoch=5000", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train",
+        "-m",
+        "optim.lr=1e-3,2e-3,5e-3,-1",
+        "trainer.steps=10",
+        "trainer.log_every=5",
+        "trainer.progress=false",
+        "dataset.samples_per_epoch=5000",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1", "2", "3"]
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
@@ -61,9 +69,18 @@ def test_job_function_pickles():
 
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
-                   "trainer.steps=4", "trainer.log_every=2", "trainer.progress=false",
-                   "dataset.samples_per_epoch=5000", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.progress=false",
+        "dataset.samples_per_epoch=5000",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [r["status"] for r in rows] == ["ok", "ok"]
@@ -71,8 +88,13 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
 
 def test_resume_auto_continues_the_folder(tmp_path):
     run_dir = tmp_path / "job"
-    common = ["trainer.log_every=2", "trainer.progress=false", "dataset.samples_per_epoch=5000",
-              f"hydra.run.dir={run_dir}", "resume=auto"]
+    common = [
+        "trainer.log_every=2",
+        "trainer.progress=false",
+        "dataset.samples_per_epoch=5000",
+        f"hydra.run.dir={run_dir}",
+        "resume=auto",
+    ]
     first = run_cli("train", "trainer.steps=2", *common)
     assert first.returncode == 0, first.stderr
     again = run_cli("train", "trainer.steps=4", *common)
@@ -86,10 +108,22 @@ def test_optuna_study_minimises_the_returned_evaluation_metric(tmp_path):
     import yaml
 
     sweep = tmp_path / "study"
-    proc = run_cli("train", "-m", "hparams_search=gaussian1d_optuna", "hydra.sweeper.n_trials=3",
-                   "optim.lr=tag(log, interval(1e-3, 0.3))", "trainer.steps=40", "trainer.log_every=20",
-                   "trainer.eval_every=20", "trainer.eval_samples=500", "trainer.d_steps=2", "trainer.g_steps=2",
-                   "trainer.progress=false", "dataset.samples_per_epoch=5000", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "train",
+        "-m",
+        "hparams_search=gaussian1d_optuna",
+        "hydra.sweeper.n_trials=3",
+        "optim.lr=tag(log, interval(1e-3, 0.3))",
+        "trainer.steps=40",
+        "trainer.log_every=20",
+        "trainer.eval_every=20",
+        "trainer.eval_samples=500",
+        "trainer.d_steps=2",
+        "trainer.g_steps=2",
+        "trainer.progress=false",
+        "dataset.samples_per_epoch=5000",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert len(rows) == 3 and all(r["status"] == "ok" and r["metric"] == "w1" for r in rows)
@@ -107,8 +141,14 @@ def test_optuna_study_minimises_the_returned_evaluation_metric(tmp_path):
 
 
 def test_optuna_without_evaluation_stops_with_one_line(tmp_path):
-    proc = run_cli("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "trainer.steps=4",
-                   f"hydra.sweep.dir={tmp_path / 'study'}")
+    proc = run_cli(
+        "train",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=1",
+        "trainer.steps=4",
+        f"hydra.sweep.dir={tmp_path / 'study'}",
+    )
     assert proc.returncode == 2
     assert "trainer.eval_every=null" in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "study").glob("*/checkpoints"))

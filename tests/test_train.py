@@ -1,18 +1,26 @@
 """The training loop in-process: determinism, learning, and what a run writes."""
+
 import csv
 import math
 
 import pytest
 import torch
 
-from conftest import compose
-from ganctl.training import checkpoint
 from ganctl.commands.train import run
+from ganctl.training import checkpoint
+
+from conftest import compose
 
 
 def mnist_cfg(mnist_root, *overrides):
-    return compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test",
-                   "trainer.progress=false", "trainer.device=cpu", *overrides)
+    return compose(
+        "+experiment=mnist_bce",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        *overrides,
+    )
 
 
 def test_same_seed_same_weights_different_seed_different(mnist_root, tmp_path):
@@ -47,22 +55,40 @@ def test_gaussian_default_learns_toward_target(tmp_path):
     assert all(math.isfinite(float(r["fake_mean"])) for r in rows)
 
 
-@pytest.mark.parametrize("experiment, extra", [
-    ("mnist_vanilla", []),
-    ("mnist_goodfellow", []),
-])
+@pytest.mark.parametrize(
+    "experiment, extra",
+    [
+        ("mnist_vanilla", []),
+        ("mnist_goodfellow", []),
+    ],
+)
 def test_mnist_experiments_train(mnist_root, tmp_path, experiment, extra):
-    cfg = compose(f"+experiment={experiment}", f"dataset.root={mnist_root}", "dataset.split=test",
-                  "trainer.progress=false", "trainer.steps=4", "trainer.log_every=2", "trainer.epochs=null", *extra)
+    cfg = compose(
+        f"+experiment={experiment}",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "trainer.progress=false",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.epochs=null",
+        *extra,
+    )
     summary = run(cfg, tmp_path / experiment)
     assert summary["steps"] == 4 and math.isfinite(summary["d_loss"]) and math.isfinite(summary["g_loss"])
     assert (tmp_path / experiment / "samples" / "step_000004.png").is_file()
 
 
 def test_svhn_wgan_gp_trains_on_generated_files(svhn_root, tmp_path):
-    cfg = compose("+experiment=svhn_wgan_gp", f"dataset.root={svhn_root}", "trainer.progress=false",
-                  "trainer.steps=3", "trainer.log_every=1", "trainer.epochs=null", "model.width=16",
-                  "trainer.batch_size=16")
+    cfg = compose(
+        "+experiment=svhn_wgan_gp",
+        f"dataset.root={svhn_root}",
+        "trainer.progress=false",
+        "trainer.steps=3",
+        "trainer.log_every=1",
+        "trainer.epochs=null",
+        "model.width=16",
+        "trainer.batch_size=16",
+    )
     run(cfg, tmp_path / "svhn")
     rows = list(csv.DictReader(open(tmp_path / "svhn" / "metrics.csv")))
     assert len(rows) == 3 and all(math.isfinite(float(r["grad_norm"])) for r in rows)

@@ -1,4 +1,6 @@
-"""ganctl eval: score a generator (or an .npz of samples) against real data; `ganctl eval fit` trains the feature net."""
+"""ganctl eval: score a generator (or an .npz of samples) against real data; `ganctl eval fit` trains
+the feature net."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,36 +29,61 @@ IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32), "fashion_mnist": (1, 
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="ganctl eval", description="Score a generator's samples against real data. "
-                       "`ganctl eval fit DATASET` (re)trains the feature network.")
-    p.add_argument("target", help="a .pt checkpoint, a run folder (its checkpoints/last.pt) or an .npz "
-                                  "with uint8 arr_0 (N x H x W or N x H x W x C; needs --dataset)")
+    p = ArgumentParser(
+        prog="ganctl eval",
+        description="Score a generator's samples against real data. "
+        "`ganctl eval fit DATASET` (re)trains the feature network.",
+    )
+    p.add_argument(
+        "target",
+        help="a .pt checkpoint, a run folder (its checkpoints/last.pt) or an .npz "
+        "with uint8 arr_0 (N x H x W or N x H x W x C; needs --dataset)",
+    )
     p.add_argument("-n", type=int, default=10000, help="number of generated samples (default 10000)")
-    p.add_argument("-o", "--output", default=None,
-                   help="metrics JSON (default: <checkpoint or npz stem>_eval.json beside it)")
+    p.add_argument(
+        "-o", "--output", default=None, help="metrics JSON (default: <checkpoint or npz stem>_eval.json beside it)"
+    )
     p.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
-                                                     "cifar-10-batches-py/ (default: the checkpoint's "
-                                                     "dataset.root, else $GANCTL_DATA or ~/.cache/ganctl/data)")
-    p.add_argument("--split", default=None, help="real split to compare with: train, test (svhn: extra); "
-                                                 "default: the checkpoint's, else train")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
+        "cifar-10-batches-py/ (default: the checkpoint's "
+        "dataset.root, else $GANCTL_DATA or ~/.cache/ganctl/data)",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        help="real split to compare with: train, test (svhn: extra); default: the checkpoint's, else train",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--batch-size", type=int, default=500, help="samples generated and embedded at once (default 500)")
     p.add_argument("--no-ema", action="store_true", help="score the raw generator even if EMA weights exist")
-    p.add_argument("--features", default="ganctl",
-                   help="ganctl (the cached small classifier, default) or inception (standard FID; needs "
-                        "torch-fidelity or torchmetrics[image])")
-    p.add_argument("--pr-samples", type=int, default=5000,
-                   help="samples per side for precision/recall, which costs O(n^2) (default 5000)")
+    p.add_argument(
+        "--features",
+        default="ganctl",
+        help="ganctl (the cached small classifier, default) or inception (standard FID; needs "
+        "torch-fidelity or torchmetrics[image])",
+    )
+    p.add_argument(
+        "--pr-samples",
+        type=int,
+        default=5000,
+        help="samples per side for precision/recall, which costs O(n^2) (default 5000)",
+    )
     return p
 
 
 def build_fit_parser() -> ArgumentParser:
     p = ArgumentParser(prog="ganctl eval fit", description="Train (or retrain) the feature network on real data.")
     p.add_argument("dataset", help=", ".join(features.IMAGE_DATASETS))
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
-                                                     "cifar-10-batches-py/ (default $GANCTL_DATA or ~/.cache/ganctl/data)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding MNIST/, FashionMNIST/, SVHN/ or "
+        "cifar-10-batches-py/ (default $GANCTL_DATA or ~/.cache/ganctl/data)",
+    )
     p.add_argument("--split", default="train", help="train, test (svhn: extra) (default train)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
@@ -93,8 +120,10 @@ def inception_backend() -> str:
             if module == "torchmetrics" and importlib.util.find_spec("torchmetrics.image") is None:
                 continue
             return module
-    raise ConfigError("--features inception needs torch-fidelity or torchmetrics[image], and neither is "
-                      "installed; pip install ganctl[fid] (or pip install torch-fidelity), or use --features ganctl")
+    raise ConfigError(
+        "--features inception needs torch-fidelity or torchmetrics[image], and neither is "
+        "installed; pip install ganctl[fid] (or pip install torch-fidelity), or use --features ganctl"
+    )
 
 
 def _rgb(x: torch.Tensor) -> torch.Tensor:
@@ -124,8 +153,14 @@ def inception_fid(fake: torch.Tensor, real: torch.Tensor, device: torch.device, 
         def __getitem__(self, i):
             return _rgb(self.x[i : i + 1])[0]
 
-    out = torch_fidelity.calculate_metrics(input1=Images(fake), input2=Images(real), fid=True,
-                                           cuda=device.type == "cuda", batch_size=batch_size, verbose=False)
+    out = torch_fidelity.calculate_metrics(
+        input1=Images(fake),
+        input2=Images(real),
+        fid=True,
+        cuda=device.type == "cuda",
+        batch_size=batch_size,
+        verbose=False,
+    )
     return float(out["frechet_inception_distance"])
 
 
@@ -139,15 +174,18 @@ def load_npz(path: Path, dataset: str) -> torch.Tensor:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable .npz file ({str(exc)[:120]})") from None
     if array.dtype != np.uint8 or array.ndim not in (3, 4):
-        raise ConfigError(f"{path}: arr_0 is {array.dtype} of shape {array.shape}; accepted: uint8 "
-                          "N x H x W or N x H x W x C")
+        raise ConfigError(
+            f"{path}: arr_0 is {array.dtype} of shape {array.shape}; accepted: uint8 N x H x W or N x H x W x C"
+        )
     x = torch.from_numpy(np.ascontiguousarray(array))
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
     expected = IMAGE_SHAPES[dataset]
     if tuple(x.shape[1:]) != expected:
         h, w = expected[1:]
-        raise ConfigError(f"{path}: images are {tuple(x.shape[1:])} (C x H x W); {dataset} needs "
-                          f"{h} x {w}" + (" x 3" if expected[0] == 3 else " (or x 1)"))
+        raise ConfigError(
+            f"{path}: images are {tuple(x.shape[1:])} (C x H x W); {dataset} needs "
+            f"{h} x {w}" + (" x 3" if expected[0] == 3 else " (or x 1)")
+        )
     return x
 
 
@@ -181,8 +219,9 @@ def main(argv: list[str]) -> None:
         if args.dataset is None:
             raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(IMAGE_SHAPES)}")
         if args.dataset not in IMAGE_SHAPES:
-            raise ConfigError(f"--dataset {args.dataset} cannot score an .npz of images; "
-                              f"accepted: {', '.join(IMAGE_SHAPES)}")
+            raise ConfigError(
+                f"--dataset {args.dataset} cannot score an .npz of images; accepted: {', '.join(IMAGE_SHAPES)}"
+            )
         if not target.is_file():
             raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
         x = load_npz(target, args.dataset)
@@ -194,8 +233,10 @@ def main(argv: list[str]) -> None:
         model = load_generator(str(target), device, use_ema=not args.no_ema)
         dcfg = dataclasses.replace(model.cfg.dataset)
         if args.dataset is not None and args.dataset != dcfg.name:
-            raise ConfigError(f"--dataset {args.dataset} does not match the checkpoint's dataset "
-                              f"{dcfg.name!r}; accepted: {dcfg.name} (or leave it out)")
+            raise ConfigError(
+                f"--dataset {args.dataset} does not match the checkpoint's dataset "
+                f"{dcfg.name!r}; accepted: {dcfg.name} (or leave it out)"
+            )
         dcfg.root = args.data_root or dcfg.root
         dcfg.split = args.split or dcfg.split
         source = model.path
@@ -210,9 +251,11 @@ def main(argv: list[str]) -> None:
         values = generate(model.G, z, args.batch_size).numpy()
         result = metrics.gaussian1d_stats(values, dcfg.mean, dcfg.std)
         report.update(n=args.n, target={"mean": dcfg.mean, "std": dcfg.std}, metrics=result)
-        line = (f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
-                f"kurtosis {result['kurtosis']:.4f}  ks {result['ks_statistic']:.4f}  "
-                f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})")
+        line = (
+            f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
+            f"kurtosis {result['kurtosis']:.4f}  ks {result['ks_statistic']:.4f}  "
+            f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})"
+        )
     elif dcfg.name in MIXTURES:
         z = seeded(args.n, model.cfg.model, args.seed)
         points = generate(model.G, z, args.batch_size).numpy()
@@ -220,10 +263,12 @@ def main(argv: list[str]) -> None:
         size = {"ring8": {"radius": dcfg.radius}, "grid25": {"spacing": dcfg.spacing}}.get(dcfg.name, {})
         report.update(n=args.n, target={"modes": result["modes_total"], "std": dcfg.std, **size}, metrics=result)
         kl = "n/a" if result["mode_kl"] is None else f"{result['mode_kl']:.4f}"
-        line = (f"modes {result['modes_covered']}/{result['modes_total']}  "
-                f"high_quality {result['high_quality_share']:.3f}  kl {kl}  "
-                f"(a mode counts with >= {metrics.MODE_SHARE:.2%} of samples within {metrics.MODE_STDS:g} std "
-                f"{dcfg.std:g}; n {args.n})")
+        line = (
+            f"modes {result['modes_covered']}/{result['modes_total']}  "
+            f"high_quality {result['high_quality_share']:.3f}  kl {kl}  "
+            f"(a mode counts with >= {metrics.MODE_SHARE:.2%} of samples within {metrics.MODE_STDS:g} std "
+            f"{dcfg.std:g}; n {args.n})"
+        )
     else:
         if x is None:
             z = seeded(args.n, model.cfg.model, args.seed)
@@ -240,13 +285,18 @@ def main(argv: list[str]) -> None:
         else:
             fm = features.load_or_fit(dcfg, device)
             result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed)
-            report.update(features="ganctl", feature_net={"path": str(fm.path), "sha256": fm.checksum,
-                                                          "heldout_accuracy": fm.accuracy}, metrics=result)
-            line = (f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
-                    f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
-                    f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
-                    f"recall {result['recall']:.3f}  (n {len(x)}, feature net {dcfg.name}/{dcfg.split} "
-                    f"acc {fm.accuracy:.2%})")
+            report.update(
+                features="ganctl",
+                feature_net={"path": str(fm.path), "sha256": fm.checksum, "heldout_accuracy": fm.accuracy},
+                metrics=result,
+            )
+            line = (
+                f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
+                f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
+                f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
+                f"recall {result['recall']:.3f}  (n {len(x)}, feature net {dcfg.name}/{dcfg.split} "
+                f"acc {fm.accuracy:.2%})"
+            )
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(out_path, lambda f: f.write(text.encode()))
     print(f"{line}  -> {out_path}")

@@ -1,4 +1,5 @@
 """ganctl inspect: what a checkpoint holds, in one screen (or as JSON for scripts)."""
+
 from __future__ import annotations
 
 import csv
@@ -71,17 +72,20 @@ def describe(target: str) -> dict:
 
 
 def render(info: dict) -> str:
-    lines = [f"{info['path']}",
-             f"  written by ganctl {info['ganctl_version']} (checkpoint format {info['format_version']})",
-             f"  step {info['step']}, epoch {info['epoch']:.2f}" if info["epoch"] is not None
-             else f"  step {info['step']}"]
+    lines = [
+        f"{info['path']}",
+        f"  written by ganctl {info['ganctl_version']} (checkpoint format {info['format_version']})",
+        f"  step {info['step']}, epoch {info['epoch']:.2f}" if info["epoch"] is not None else f"  step {info['step']}",
+    ]
     if info["command"]:
         lines.append(f"  command: {info['command']}")
     p = info["parameters"]
-    lines += [f"  data: {info['dataset']}, samples of shape {tuple(info['data_shape'] or ())}",
-              f"  model: {info['model']}, loss {info['loss']}; parameters G {p['G']:,}, D {p['D']:,}",
-              f"  EMA generator: {'yes' if info['ema'] else 'no'}; class labels: "
-              + (", ".join(map(str, info["labels"])) if info["labels"] else "none")]
+    lines += [
+        f"  data: {info['dataset']}, samples of shape {tuple(info['data_shape'] or ())}",
+        f"  model: {info['model']}, loss {info['loss']}; parameters G {p['G']:,}, D {p['D']:,}",
+        f"  EMA generator: {'yes' if info['ema'] else 'no'}; class labels: "
+        + (", ".join(map(str, info["labels"])) if info["labels"] else "none"),
+    ]
     lines.append("  config values that differ from the schema's defaults:")
     lines += [f"    {k} = {v!r}" for k, v in info["changed"].items()] or ["    (none)"]
     if info["last_metrics"]:

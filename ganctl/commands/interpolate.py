@@ -1,4 +1,5 @@
 """ganctl interpolate: walk the latent space between chosen or random points and render the frames."""
+
 from __future__ import annotations
 
 import math
@@ -10,13 +11,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.files import atomic_write
-from ganctl.config import RunConfig
-from ganctl.errors import ConfigError
-from ganctl.devices import resolve_device
-from ganctl.errors import ArgumentParser
-from ganctl.generation import generate, seeded
 from ganctl.commands.sample import claim_output, output_kind, write_folder
+from ganctl.config import RunConfig
+from ganctl.devices import resolve_device
+from ganctl.errors import ArgumentParser, ConfigError
+from ganctl.files import atomic_write
+from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 MODES = ("slerp", "lerp")
@@ -99,8 +99,10 @@ def load_latent_file(path: str, z_dim: int) -> torch.Tensor:
         raise ConfigError(f"--from {p} holds a {type(z).__name__}, not a latent tensor; {FROM_HINT}")
     if z.dim() != 2 or not z.is_floating_point() or z.shape[1] != z_dim:
         shape = " x ".join(map(str, z.shape)) or "scalar"
-        raise ConfigError(f"--from {p} holds a {shape} {str(z.dtype).replace('torch.', '')} tensor but this "
-                          f"generator takes N x {z_dim} float latents; {FROM_HINT}")
+        raise ConfigError(
+            f"--from {p} holds a {shape} {str(z.dtype).replace('torch.', '')} tensor but this "
+            f"generator takes N x {z_dim} float latents; {FROM_HINT}"
+        )
     if not torch.isfinite(z).all():
         raise ConfigError(f"--from {p} holds non-finite latents; {FROM_HINT}")
     return z.float()
@@ -112,13 +114,16 @@ def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
     if args.from_file is not None:
         z = load_latent_file(args.from_file, cfg.model.z_dim)
         if args.index is None and len(z) < m:
-            raise ConfigError(f"--from {args.from_file} holds {len(z)} latent(s) but the path needs {m}; "
-                              f"accepted: a file of >= {m} latents, or --index to pick rows")
+            raise ConfigError(
+                f"--from {args.from_file} holds {len(z)} latent(s) but the path needs {m}; "
+                f"accepted: a file of >= {m} latents, or --index to pick rows"
+            )
         index = args.index if args.index is not None else list(range(m))
         bad = [i for i in index if not 0 <= i < len(z)]
         if bad:
-            raise ConfigError(f"--index {bad[0]} is out of range for {args.from_file} ({len(z)} latents); "
-                              f"accepted: 0..{len(z) - 1}")
+            raise ConfigError(
+                f"--index {bad[0]} is out of range for {args.from_file} ({len(z)} latents); accepted: 0..{len(z) - 1}"
+            )
         return z[index].unsqueeze(0), f"rows {', '.join(map(str, index))} of {args.from_file}"
     if args.from_seed is not None:
         a, b = seeded(1, cfg.model, args.from_seed), seeded(1, cfg.model, args.to_seed)
@@ -130,8 +135,10 @@ def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
 def check_args(args) -> None:
     """Numbers in range and endpoint options that fit together, before any model is loaded."""
     if args.steps < 2:
-        raise ConfigError(f"--steps {args.steps} is invalid; accepted: an integer >= 2 (frames from one point "
-                          "to the next, both ends included)")
+        raise ConfigError(
+            f"--steps {args.steps} is invalid; accepted: an integer >= 2 (frames from one point "
+            "to the next, both ends included)"
+        )
     if args.rows < 1:
         raise ConfigError(f"--rows {args.rows} is invalid; accepted: an integer >= 1")
     if args.waypoints is not None and args.waypoints < 2:
@@ -148,19 +155,24 @@ def check_args(args) -> None:
     if (args.from_seed is None) != (args.to_seed is None):
         raise ConfigError("--from-seed and --to-seed go together; accepted: --from-seed A --to-seed B")
     if args.from_seed is not None and args.from_seed == args.to_seed:
-        raise ConfigError(f"--from-seed {args.from_seed} --to-seed {args.to_seed} is one latent, no path; "
-                          "accepted: two different seeds")
+        raise ConfigError(
+            f"--from-seed {args.from_seed} --to-seed {args.to_seed} is one latent, no path; "
+            "accepted: two different seeds"
+        )
     if args.from_seed is not None and args.waypoints is not None:
-        raise ConfigError("--waypoints with --from-seed is not supported; accepted: --waypoints M with random "
-                          "points (--seed) or with --from z.pt --index I1 ... IM")
+        raise ConfigError(
+            "--waypoints with --from-seed is not supported; accepted: --waypoints M with random "
+            "points (--seed) or with --from z.pt --index I1 ... IM"
+        )
     if args.index is not None:
         if args.from_file is None:
             raise ConfigError("--index picks rows of a --from file; accepted: --from z.pt --index I J")
         want = args.waypoints or 2
         if len(args.index) != want:
             accepted = f"{want} rows for --waypoints {want}" if args.waypoints else "two rows, --index I J"
-            raise ConfigError(f"--index {' '.join(map(str, args.index))} gives {len(args.index)} rows; "
-                              f"accepted: {accepted}")
+            raise ConfigError(
+                f"--index {' '.join(map(str, args.index))} gives {len(args.index)} rows; accepted: {accepted}"
+            )
         if len(set(args.index)) != len(args.index):
             raise ConfigError(f"--index {' '.join(map(str, args.index))} repeats a row; accepted: distinct rows")
     if given and args.rows != 1:
@@ -179,12 +191,28 @@ def image_frames(pixels: torch.Tensor, zoom: int) -> list[Image.Image]:
     return [_zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
 
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75), (227, 119, 194),
-           (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
-def value_plot(values: torch.Tensor, positions: torch.Tensor, model: LoadedGenerator, points: torch.Tensor,
-               mode: str, frame: int | None = None, size: tuple[int, int] = (640, 360)) -> Image.Image:
+def value_plot(
+    values: torch.Tensor,
+    positions: torch.Tensor,
+    model: LoadedGenerator,
+    points: torch.Tensor,
+    mode: str,
+    frame: int | None = None,
+    size: tuple[int, int] = (640, 360),
+) -> Image.Image:
     """1-D model: G(z) (y) against the position along the latent path (x), one curve per path.
 
     The red band is the target mean +- std, for scale. `frame` adds a cursor at that frame and a
@@ -239,13 +267,26 @@ def value_plot(values: torch.Tensor, positions: torch.Tensor, model: LoadedGener
     column = (right - left) // per_line
     for i, (name, colour) in enumerate(legend):
         draw.text((left + column * (i % per_line), 20 + 12 * (i // per_line)), name, fill=colour, font=font)
-    draw.text((left, 4), f"generated value G(z) along a {mode} latent path; x: position (point k at k)",
-              fill="black", font=font)
+    draw.text(
+        (left, 4),
+        f"generated value G(z) along a {mode} latent path; x: position (point k at k)",
+        fill="black",
+        font=font,
+    )
     return img
 
 
-def render(x: torch.Tensor, positions: torch.Tensor, points: torch.Tensor, model: LoadedGenerator,
-           out: Path, mode: str, fps: float, zoom: int, force: bool) -> int:
+def render(
+    x: torch.Tensor,
+    positions: torch.Tensor,
+    points: torch.Tensor,
+    model: LoadedGenerator,
+    out: Path,
+    mode: str,
+    fps: float,
+    zoom: int,
+    force: bool,
+) -> int:
     """Write G's outputs (R, F, ...) to `out` by its kind; returns the number of frames."""
     kind = output_kind(out)
     rows, frames = x.shape[:2]
@@ -266,8 +307,12 @@ def render(x: torch.Tensor, positions: torch.Tensor, points: torch.Tensor, model
         pictures = [_zoomed(value_plot(values, positions, model, points, mode, frame=f), zoom) for f in range(frames)]
     if kind == ".gif":
         # loop=0: repeat forever. Pillow merges identical consecutive frames into one longer frame.
-        atomic_write(out, lambda f: pictures[0].save(f, format="GIF", save_all=True, append_images=pictures[1:],
-                                                      duration=round(1000 / fps), loop=0))
+        atomic_write(
+            out,
+            lambda f: pictures[0].save(
+                f, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0
+            ),
+        )
     else:
         width = max(3, len(str(frames - 1)))
         files = {f"frame_{i:0{width}d}.png": (lambda f, img=img: img.save(f, "PNG")) for i, img in enumerate(pictures)}
@@ -276,33 +321,65 @@ def render(x: torch.Tensor, positions: torch.Tensor, points: torch.Tensor, model
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="ganctl interpolate",
-                       description="Walk a trained generator's latent space and render the frames.")
+    p = ArgumentParser(
+        prog="ganctl interpolate", description="Walk a trained generator's latent space and render the frames."
+    )
     p.add_argument("checkpoint", help="a .pt checkpoint, or a run folder (its checkpoints/last.pt)")
-    p.add_argument("-o", "--output", default="interpolation.png",
-                   help=".png (one row per path, one column per frame), .gif (animated, loops), .pt (raw "
-                        "rows x frames x sample tensor) or a folder of frame_000.png ... (default interpolation.png)")
-    p.add_argument("--mode", choices=MODES, default=None,
-                   help="slerp (default for Gaussian latents: keeps |z| near sqrt(z_dim), where G was trained) "
-                        "or lerp (default for uniform latents)")
-    p.add_argument("--steps", type=int, default=8,
-                   help="frames from one point to the next, both included (>= 2; default 8)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="interpolation.png",
+        help=".png (one row per path, one column per frame), .gif (animated, loops), .pt (raw "
+        "rows x frames x sample tensor) or a folder of frame_000.png ... (default interpolation.png)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="slerp (default for Gaussian latents: keeps |z| near sqrt(z_dim), where G was trained) "
+        "or lerp (default for uniform latents)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=8, help="frames from one point to the next, both included (>= 2; default 8)"
+    )
     p.add_argument("--rows", type=int, default=1, help="independent random paths, one row each (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random points (default 0)")
-    p.add_argument("--from-seed", type=int, default=None, metavar="A",
-                   help="start at the latent of ganctl sample --seed A -n 1 (with --to-seed B)")
-    p.add_argument("--to-seed", type=int, default=None, metavar="B",
-                   help="end at the latent of ganctl sample --seed B -n 1")
-    p.add_argument("--from", dest="from_file", default=None, metavar="Z.pt",
-                   help="latents saved by ganctl sample --save-latents Z.pt; pick rows with --index")
-    p.add_argument("--index", type=int, nargs="+", default=None, metavar="I",
-                   help="rows of --from to walk between (default 0 1; 0..M-1 with --waypoints M)")
-    p.add_argument("--waypoints", type=int, default=None, metavar="M",
-                   help="a closed tour through M points that returns to the first, for a looping GIF: "
-                        "M x (steps - 1) frames")
+    p.add_argument(
+        "--from-seed",
+        type=int,
+        default=None,
+        metavar="A",
+        help="start at the latent of ganctl sample --seed A -n 1 (with --to-seed B)",
+    )
+    p.add_argument(
+        "--to-seed", type=int, default=None, metavar="B", help="end at the latent of ganctl sample --seed B -n 1"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        default=None,
+        metavar="Z.pt",
+        help="latents saved by ganctl sample --save-latents Z.pt; pick rows with --index",
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="I",
+        help="rows of --from to walk between (default 0 1; 0..M-1 with --waypoints M)",
+    )
+    p.add_argument(
+        "--waypoints",
+        type=int,
+        default=None,
+        metavar="M",
+        help="a closed tour through M points that returns to the first, for a looping GIF: M x (steps - 1) frames",
+    )
     p.add_argument("--fps", type=float, default=10.0, help="frames per second of a .gif (default 10)")
-    p.add_argument("--zoom", type=int, default=1,
-                   help="enlarge pictures by this integer factor, nearest pixel (default 1)")
+    p.add_argument(
+        "--zoom", type=int, default=1, help="enlarge pictures by this integer factor, nearest pixel (default 1)"
+    )
     p.add_argument("--batch-size", type=int, default=500, help="latents through G at once (default 500)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
@@ -316,15 +393,18 @@ def main(argv: list[str]) -> None:
     out = Path(args.output)
     kind = output_kind(out)
     if kind not in OUTPUTS:
-        raise ConfigError(f"-o {out}: unknown output type {kind!r}; "
-                          f"accepted: {', '.join(OUTPUTS)} (a folder has no suffix)")
+        raise ConfigError(
+            f"-o {out}: unknown output type {kind!r}; accepted: {', '.join(OUTPUTS)} (a folder has no suffix)"
+        )
     claim_output(out, args.force)
     device = resolve_device(args.device, key="--device")
     model = load_generator(args.checkpoint, device, use_ema=not args.no_ema)
     if not model.is_image and tuple(model.data_shape) != (1,) and kind != ".pt":
         # Pictures exist for images and the 1-D Gaussian's value plot; a 2-D walk is raw points.
-        raise ConfigError(f"-o {out}: a {model.cfg.dataset.name} model draws {tuple(model.data_shape)} points; "
-                          "accepted: -o FILE.pt (the rows x frames x point tensor)")
+        raise ConfigError(
+            f"-o {out}: a {model.cfg.dataset.name} model draws {tuple(model.data_shape)} points; "
+            "accepted: -o FILE.pt (the rows x frames x point tensor)"
+        )
     mode = args.mode or default_mode(model.cfg)
 
     points, origin = choose_points(args, model.cfg)
@@ -333,5 +413,7 @@ def main(argv: list[str]) -> None:
     x = generate(model.G, z.flatten(0, 1), args.batch_size, progress=True)
     x = x.view(rows, frames, *x.shape[1:])
     render(x, positions, points, model, out, mode, args.fps, args.zoom, args.force)
-    print(f"ganctl: wrote {rows} x {frames} frames ({mode}, {origin}) to {out}"
-          + (" (EMA generator)" if model.ema else ""))
+    print(
+        f"ganctl: wrote {rows} x {frames} frames ({mode}, {origin}) to {out}"
+        + (" (EMA generator)" if model.ema else "")
+    )

@@ -1,4 +1,5 @@
 """Sweep reports: summary.csv / summary.md after every multirun, and `ganctl report SWEEP_DIR`."""
+
 from __future__ import annotations
 
 import csv
@@ -11,11 +12,22 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.files import atomic_write
 from ganctl.errors import ArgumentParser, ConfigError
+from ganctl.files import atomic_write
 
-FIELDS = ["job", "overrides", "status", "steps", "d_loss", "g_loss", "steps_per_s", "metric", "metric_value",
-          "last_checkpoint", "error"]
+FIELDS = [
+    "job",
+    "overrides",
+    "status",
+    "steps",
+    "d_loss",
+    "g_loss",
+    "steps_per_s",
+    "metric",
+    "metric_value",
+    "last_checkpoint",
+    "error",
+]
 
 
 def _overrides(job_dir: Path) -> str:
@@ -83,21 +95,31 @@ def summarise(sweep_dir: Path) -> list[dict]:
     """Write summary.csv and summary.md for a sweep folder; rows sorted by metric, then job."""
     sweep_dir = Path(sweep_dir)
     rows = [job_row(d) for d in job_dirs(sweep_dir)]
-    rows.sort(key=lambda r: (r["status"] != "ok", r["metric_value"] is None,
-                             r["metric_value"] if r["metric_value"] is not None else 0.0, int(r["job"])))
+    rows.sort(
+        key=lambda r: (
+            r["status"] != "ok",
+            r["metric_value"] is None,
+            r["metric_value"] if r["metric_value"] is not None else 0.0,
+            int(r["job"]),
+        )
+    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(sweep_dir / "summary.csv", lambda f: f.write(buffer.getvalue().encode()))
     fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    md = ["| job | overrides | status | steps | d_loss | g_loss | steps/s | metric | last checkpoint / error |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "| job | overrides | status | steps | d_loss | g_loss | steps/s | metric | last checkpoint / error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         metric = f"{r['metric']} {fmt(r['metric_value'])}" if r["metric"] else ""
         tail = r["error"] or r["last_checkpoint"]
-        md.append(f"| {r['job']} | `{r['overrides']}` | {r['status']} | {r['steps']} | {fmt(r['d_loss'])} | "
-                  f"{fmt(r['g_loss'])} | {fmt(r['steps_per_s'])} | {metric} | {tail} |")
+        md.append(
+            f"| {r['job']} | `{r['overrides']}` | {r['status']} | {r['steps']} | {fmt(r['d_loss'])} | "
+            f"{fmt(r['g_loss'])} | {fmt(r['steps_per_s'])} | {metric} | {tail} |"
+        )
     atomic_write(sweep_dir / "summary.md", lambda f: f.write(("\n".join(md) + "\n").encode()))
     return rows
 
@@ -163,9 +185,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     if not sweep_dir.is_dir() or not job_dirs(sweep_dir):
-        raise ConfigError(f"{sweep_dir} is not a sweep folder (no job folders 0/, 1/, ...); "
-                          "accepted: a multirun/DATE/TIME folder")
+        raise ConfigError(
+            f"{sweep_dir} is not a sweep folder (no job folders 0/, 1/, ...); accepted: a multirun/DATE/TIME folder"
+        )
     rows = report(sweep_dir)
     ok = sum(r["status"] == "ok" for r in rows)
-    print(f"ganctl: {len(rows)} jobs, {ok} finished; wrote summary.csv, summary.md, contact_sheet.png, "
-          f"curves.png in {sweep_dir}")
+    print(
+        f"ganctl: {len(rows)} jobs, {ok} finished; wrote summary.csv, summary.md, contact_sheet.png, "
+        f"curves.png in {sweep_dir}"
+    )

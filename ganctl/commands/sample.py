@@ -1,4 +1,5 @@
 """ganctl sample: draw samples from a trained generator into a grid, files, .npz, .pt or stats."""
+
 from __future__ import annotations
 
 import io
@@ -77,8 +78,10 @@ def save_images(x: torch.Tensor, model: LoadedGenerator, out: Path, nrow: int | 
         atomic_write(out, lambda f: np.savez(f, array))
     else:  # folder of PNGs
         width = max(6, len(str(len(x) - 1)))
-        files = {f"{i:0{width}d}.png": (lambda f, i=i: images.grid(pixels[i : i + 1], nrow=1, pad=0).save(f, "PNG"))
-                 for i in range(len(x))}
+        files = {
+            f"{i:0{width}d}.png": (lambda f, i=i: images.grid(pixels[i : i + 1], nrow=1, pad=0).save(f, "PNG"))
+            for i in range(len(x))
+        }
         write_folder(out, files, force)
 
 
@@ -86,7 +89,7 @@ def moments(values: np.ndarray) -> dict[str, float]:
     v = values.astype(np.float64).ravel()
     mean, std = v.mean(), v.std()
     z = (v - mean) / std if std > 0 else np.zeros_like(v)
-    return {"mean": mean, "std": std, "skewness": (z ** 3).mean(), "kurtosis": (z ** 4).mean() - 3.0}
+    return {"mean": mean, "std": std, "skewness": (z**3).mean(), "kurtosis": (z**4).mean() - 3.0}
 
 
 def save_values(x: torch.Tensor, model: LoadedGenerator, out: Path) -> None:
@@ -103,8 +106,11 @@ def save_values(x: torch.Tensor, model: LoadedGenerator, out: Path) -> None:
     elif kind == ".npy":
         atomic_write(out, lambda f: np.save(f, values))
     elif kind == ".csv":
-        header, rows = ("value", [f"{v:.7g}" for v in values]) if values.ndim == 1 else \
-            ("x,y", [f"{a:.7g},{b:.7g}" for a, b in values])
+        header, rows = (
+            ("value", [f"{v:.7g}" for v in values])
+            if values.ndim == 1
+            else ("x,y", [f"{a:.7g},{b:.7g}" for a, b in values])
+        )
         atomic_write(out, lambda f: f.write((header + "\n" + "\n".join(rows) + "\n").encode()))
     else:
         atomic_write(out, lambda f: torch.save(x, f))
@@ -114,18 +120,27 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="ganctl sample", description="Draw samples from a trained generator.")
     p.add_argument("checkpoint", help="a .pt checkpoint, or a run folder (its checkpoints/last.pt)")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", default="samples.png",
-                   help="images: .png grid, .npz (uint8 arr_0), .pt (raw tensor) or a folder of PNGs; "
-                        "1-D: .png histogram, .npy, .csv or .pt; 2-D: .png scatter, .npy/.csv/.pt of N x 2 points "
-                        "(default samples.png)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="samples.png",
+        help="images: .png grid, .npz (uint8 arr_0), .pt (raw tensor) or a folder of PNGs; "
+        "1-D: .png histogram, .npy, .csv or .pt; 2-D: .png scatter, .npy/.csv/.pt of N x 2 points "
+        "(default samples.png)",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent seed; the same seed gives the same samples")
     p.add_argument("--batch-size", type=int, default=500, help="samples generated at once (default 500)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--nrow", type=int, default=None, help="images per row of a .png grid (default sqrt(n))")
-    p.add_argument("--truncation", type=float, default=None,
-                   help="redraw Gaussian latent entries with |z| > T (the truncation trick)")
-    p.add_argument("--save-latents", default=None, metavar="Z.pt",
-                   help="also save the latents, e.g. for ganctl interpolate --from")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        help="redraw Gaussian latent entries with |z| > T (the truncation trick)",
+    )
+    p.add_argument(
+        "--save-latents", default=None, metavar="Z.pt", help="also save the latents, e.g. for ganctl interpolate --from"
+    )
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
@@ -166,8 +181,10 @@ def main(argv: list[str]) -> None:
         d = model.cfg.dataset
         if d.name in MIXTURES:
             stats = metrics.mode_stats(x.numpy(), mixture_modes(d), d.std)
-            print(f"modes {stats['modes_covered']}/{stats['modes_total']}  "
-                  f"high_quality {stats['high_quality_share']:.3f}  (within {metrics.MODE_STDS:g} std of a mode)")
+            print(
+                f"modes {stats['modes_covered']}/{stats['modes_total']}  "
+                f"high_quality {stats['high_quality_share']:.3f}  (within {metrics.MODE_STDS:g} std of a mode)"
+            )
         else:
             stats = moments(x.numpy())
             print("  ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f"  (target mean {d.mean:g}, std {d.std:g})")

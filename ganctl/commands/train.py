@@ -3,6 +3,7 @@
 Read top to bottom: build the parts (ganctl.training.build), then one loop of D phase, G phase,
 EMA, log row, sample grid, checkpoint, stop. The GAN step object owns the phases.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,10 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     env_rank = distributed.from_env(uses_cuda)
     if env_rank is None and cfg.trainer.devices > 1:
         if uses_cuda and cfg.trainer.devices > torch.cuda.device_count():
-            raise ConfigError(f"trainer.devices={cfg.trainer.devices} but this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s); accepted: 1..{torch.cuda.device_count()}")
+            raise ConfigError(
+                f"trainer.devices={cfg.trainer.devices} but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s); accepted: 1..{torch.cuda.device_count()}"
+            )
         return distributed.spawn(run_rank, cfg.trainer.devices, uses_cuda, cfg, str(run_dir), resume)
     return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
 
@@ -50,8 +53,9 @@ def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
     if r.data.is_image:
         grid = images.grid(images.to_uint8(fake, r.data.range), nrow=int(math.sqrt(len(fake))) or 1)
     elif cfg.dataset.name in MIXTURES:
-        grid = images.scatter(fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}",
-                              std=cfg.dataset.std)
+        grid = images.scatter(
+            fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}", std=cfg.dataset.std
+        )
     else:
         grid = images.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
     images.save_png(grid, path)
@@ -59,28 +63,47 @@ def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
 
 def check_finite(values: list[float], r: Run, since: int, last_good: int | None) -> None:
     """Stop at the first non-finite loss or weights, naming the last good checkpoint."""
-    named = {"d_loss": torch.tensor(values[0]), "g_loss": torch.tensor(values[4]),
-             "generator weights": torch.stack([p.detach().sum() for p in r.state.G.parameters()]),
-             "discriminator weights": torch.stack([p.detach().sum() for p in r.state.D.parameters()])}
+    named = {
+        "d_loss": torch.tensor(values[0]),
+        "g_loss": torch.tensor(values[4]),
+        "generator weights": torch.stack([p.detach().sum() for p in r.state.G.parameters()]),
+        "discriminator weights": torch.stack([p.detach().sum() for p in r.state.D.parameters()]),
+    }
     bad = next((name for name, value in named.items() if not torch.isfinite(value).all()), None)
     if bad is not None:
         where = f"checkpoints/step_{last_good:06d}.pt" if last_good else "none written yet"
-        raise Diverged(f"{bad} became non-finite between steps {since} and {r.state.step}; stopped. "
-                       f"Last good checkpoint: {where}. Lower optim.lr or set trainer.on_nan=skip")
+        raise Diverged(
+            f"{bad} became non-finite between steps {since} and {r.state.step}; stopped. "
+            f"Last good checkpoint: {where}. Lower optim.lr or set trainer.on_nan=skip"
+        )
 
 
-def log_row(r: Run, cfg: RunConfig, values: list[float], rate: float, elapsed: float, nan_skips: int,
-            ckpt_dir: Path) -> tuple[dict, dict]:
+def log_row(
+    r: Run, cfg: RunConfig, values: list[float], rate: float, elapsed: float, nan_skips: int, ckpt_dir: Path
+) -> tuple[dict, dict]:
     """metrics.csv's row and the progress bar's postfix; evaluates and keeps best.pt when due."""
     s = r.state
-    row = {"step": s.step, "epoch": round(s.sampler.epoch, 4), "d_loss": values[0], "g_loss": values[4],
-           "d_real": values[1], "d_fake": values[2], "grad_norm": values[3], "nan_skips": nan_skips,
-           "time": round(elapsed, 3), "steps_per_s": round(rate, 2)}
+    row = {
+        "step": s.step,
+        "epoch": round(s.sampler.epoch, 4),
+        "d_loss": values[0],
+        "g_loss": values[4],
+        "d_real": values[1],
+        "d_fake": values[2],
+        "grad_norm": values[3],
+        "nan_skips": nan_skips,
+        "time": round(elapsed, 3),
+        "steps_per_s": round(rate, 2),
+    }
     if not r.data.is_image and r.gan.rank.is_main:
         fake = generate(s.G_sample, s.fixed_z)
         row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
-    postfix = {"d_loss": f"{row['d_loss']:.3f}", "g_loss": f"{row['g_loss']:.3f}",
-               "D(x)": f"{row['d_real']:.2f}", "D(G(z))": f"{row['d_fake']:.2f}"}
+    postfix = {
+        "d_loss": f"{row['d_loss']:.3f}",
+        "g_loss": f"{row['g_loss']:.3f}",
+        "D(x)": f"{row['d_real']:.2f}",
+        "D(G(z))": f"{row['d_fake']:.2f}",
+    }
     ev = r.evaluator
     if ev is not None and (s.step % cfg.trainer.eval_every == 0 or s.step == r.steps):
         scores = ev(s.G_sample)
@@ -113,8 +136,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     with StopRequest() as stop:
         while s.step < r.steps:
             # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
-            d_stats = [gan.d_phase(r.data.batch(s.sampler.next()), last=i == t.d_steps - 1)
-                       for i in range(t.d_steps)]
+            d_stats = [gan.d_phase(r.data.batch(s.sampler.next()), last=i == t.d_steps - 1) for i in range(t.d_steps)]
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             g_losses = []
             for _ in range(t.g_steps):
@@ -126,8 +148,10 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             if any(x is None for x in d_stats + g_losses):  # trainer.on_nan=skip dropped an update
                 nan_skips, skips_in_row = nan_skips + 1, skips_in_row + 1
                 if skips_in_row >= t.max_nan_skips:
-                    raise Diverged(f"{skips_in_row} steps in a row had a non-finite loss (up to step {s.step}); "
-                                   f"stopped, last good checkpoint: {last_good}; lower optim.lr")
+                    raise Diverged(
+                        f"{skips_in_row} steps in a row had a non-finite loss (up to step {s.step}); "
+                        f"stopped, last good checkpoint: {last_good}; lower optim.lr"
+                    )
                 continue
             skips_in_row = 0
             pending.add(d_stats[-1], g_losses[-1])
@@ -136,11 +160,14 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 values = pending.reduce(gan.summarise, rank, r.device)
                 check_finite(values, r, last_log_step, last_good)
                 if t.check_replicas and not rank.replicas_agree([s.G, s.D], r.device):
-                    raise Diverged(f"replicas hold different weights at step {s.step}; "
-                                   "this is a bug in data-parallel training, please report it")
+                    raise Diverged(
+                        f"replicas hold different weights at step {s.step}; "
+                        "this is a bug in data-parallel training, please report it"
+                    )
                 now = time.perf_counter()
-                row, postfix = log_row(r, cfg, values, (s.step - last_log_step) / (now - last_log_time),
-                                       now - start, nan_skips, ckpt_dir)
+                row, postfix = log_row(
+                    r, cfg, values, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, ckpt_dir
+                )
                 log.write(row, postfix)
                 last_log_step, last_log_time = s.step, now
             # Replicas agree on stopping at log steps: one small all-reduce there, no per-step sync.
@@ -159,7 +186,10 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                 raise Interrupted(stop_signal, s.step, run_dir)
     log.close()
     return {
-        "run_dir": str(run_dir), "steps": s.step, "d_loss": row.get("d_loss"), "g_loss": row.get("g_loss"),
+        "run_dir": str(run_dir),
+        "steps": s.step,
+        "d_loss": row.get("d_loss"),
+        "g_loss": row.get("g_loss"),
         "steps_per_s": round((s.step - first_step) / (time.perf_counter() - start), 2),
         "last_checkpoint": str(ckpt_dir / "last.pt"),
         # The last evaluation (trainer.eval_every also fires at the final step): what sweepers minimise.

@@ -1,10 +1,10 @@
 """Model families by name and their shared building blocks (activations, norms, initialisations)."""
+
 from __future__ import annotations
 
 import math
 from typing import Callable
 
-import torch
 from torch import nn
 
 from ganctl.config import ModelConfig
@@ -72,5 +72,6 @@ def rows_independent(D: nn.Module) -> bool:
     Batch norm in training mode and setup 002's batch-moment features both mix the rows; a
     module says it does with a `mixes_rows = True` attribute.
     """
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "mixes_rows", False)
-                   for m in D.modules())
+    return not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "mixes_rows", False) for m in D.modules()
+    )

@@ -1,4 +1,5 @@
 """Convolutional generator and critic in the DCGAN style (setup 003), for 28x28 and 32x32 images."""
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,7 @@ class Generator(nn.Module):
         super().__init__()
         channels, size = out_shape[0], out_shape[1]
         self.base, ups = _base_size(size)
-        widths = [cfg.width * 2 ** i for i in reversed(range(ups))]  # e.g. 256, 128, 64
+        widths = [cfg.width * 2**i for i in reversed(range(ups))]  # e.g. 256, 128, 64
         self.c0 = widths[0]
         self.project = nn.Sequential(
             nn.Linear(cfg.z_dim, self.c0 * self.base * self.base),
@@ -54,7 +55,7 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_shape[0]
         for i in range(3):
-            c_out = cfg.width * 2 ** i
+            c_out = cfg.width * 2**i
             layers.append(nn.Conv2d(c_in, c_out, 5, 2, 2))
             if cfg.d_norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))

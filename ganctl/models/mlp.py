@@ -1,4 +1,5 @@
 """Fully connected generator and discriminator (setups 000, 001, 002 and 004)."""
+
 from __future__ import annotations
 
 import math

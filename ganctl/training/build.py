@@ -1,4 +1,5 @@
 """A training run's parts, built from its config: device, data, models, optimisers, state and GAN step."""
+
 from __future__ import annotations
 
 import copy
@@ -61,8 +62,10 @@ def rank_device(cfg: RunConfig, rank: Rank) -> torch.device:
         # cuDNN picks its fastest convolution algorithms for the run's fixed shapes once.
         torch.backends.cudnn.benchmark = True
     if cfg.trainer.batch_size % rank.world:
-        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} does not split over {rank.world} "
-                          f"processes; accepted: a multiple of {rank.world}")
+        raise ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size} does not split over {rank.world} "
+            f"processes; accepted: a multiple of {rank.world}"
+        )
     return device
 
 
@@ -98,8 +101,10 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     if resume is not None:
         state.load_state_dict(resume)
         if state.step >= steps:
-            raise ConfigError(f"the checkpoint is at step {state.step}, which reaches trainer.steps={steps}; "
-                              f"accepted: resume with trainer.steps > {state.step}")
+            raise ConfigError(
+                f"the checkpoint is at step {state.step}, which reaches trainer.steps={steps}; "
+                f"accepted: resume with trainer.steps > {state.step}"
+            )
     if rank.world > 1:
         # Replicas start identical (same seed, DDP's broadcast) and then draw different data and
         # latents. A multi-process resume continues statistically, not bit for bit.
@@ -110,8 +115,9 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     return Run(device, data, steps, state, gan, evaluator)
 
 
-def choose_paths(cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, device: torch.device, rank: Rank,
-                 batch: int) -> fast_paths.Paths:
+def choose_paths(
+    cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, device: torch.device, rank: Rank, batch: int
+) -> fast_paths.Paths:
     """The step's implementation, kernels and memory format: where `auto` leaves a choice, the
     fastest combination timed here on this run's shapes (fast_paths.choose, cached per machine)."""
 
@@ -119,14 +125,29 @@ def choose_paths(cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, devi
         # One D and one G update on throwaway copies of G, D and their optimisers.
         G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
         fast_paths.apply(paths, G2, D2, device, cfg.trainer.compile)
-        gan = make_step(cfg, G2, D2, build_optimizer(G2.parameters(), cfg.optim, "g", device),
-                        build_optimizer(D2.parameters(), cfg.optim, "d", device), device, rank, batch, paths.backward)
+        gan = make_step(
+            cfg,
+            G2,
+            D2,
+            build_optimizer(G2.parameters(), cfg.optim, "g", device),
+            build_optimizer(D2.parameters(), cfg.optim, "d", device),
+            device,
+            rank,
+            batch,
+            paths.backward,
+        )
         real = data.batch(torch.arange(batch, device=device))
         return lambda: (gan.d_phase(real), gan.g_phase())
 
-    key = {"device": str(device), "data_shape": list(data.shape), "batch": batch, "model": asdict(cfg.model),
-           "loss": [cfg.loss.name, cfg.loss.d_batch], "optim": [cfg.optim.name, cfg.optim.impl],
-           "precision": cfg.trainer.precision}
+    key = {
+        "device": str(device),
+        "data_shape": list(data.shape),
+        "batch": batch,
+        "model": asdict(cfg.model),
+        "loss": [cfg.loss.name, cfg.loss.d_batch],
+        "optim": [cfg.optim.name, cfg.optim.impl],
+        "precision": cfg.trainer.precision,
+    }
     is_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
     paths, reason = fast_paths.choose(cfg, device, rank.world, is_conv, trial, key)
     if reason and rank.is_main and cfg.trainer.progress:
@@ -134,14 +155,32 @@ def choose_paths(cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, devi
     return paths
 
 
-def make_step(cfg: RunConfig, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer,
-              opt_d: torch.optim.Optimizer, device: torch.device, rank: Rank, batch: int, backward: str) -> GANStep:
+def make_step(
+    cfg: RunConfig,
+    G: nn.Module,
+    D: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    device: torch.device,
+    rank: Rank,
+    batch: int,
+    backward: str,
+) -> GANStep:
     """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers."""
     t = cfg.trainer
-    common = dict(G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=LOSSES[cfg.loss.name],
-                  latent=lambda n: latents(n, cfg.model, device=device), batch=batch,
-                  precision=Precision(t.precision, device), skip_nonfinite=t.on_nan == "skip", rank=rank,
-                  device=device)
+    common = dict(
+        G=G,
+        D=D,
+        opt_g=opt_g,
+        opt_d=opt_d,
+        loss=LOSSES[cfg.loss.name],
+        latent=lambda n: latents(n, cfg.model, device=device),
+        batch=batch,
+        precision=Precision(t.precision, device),
+        skip_nonfinite=t.on_nan == "skip",
+        rank=rank,
+        device=device,
+    )
     shuffled = cfg.loss.d_batch == "shuffled"
     if backward == "manual":
         return ManualStep(**common, shuffled=shuffled)
@@ -158,6 +197,14 @@ def make_step(cfg: RunConfig, G: nn.Module, D: nn.Module, opt_g: torch.optim.Opt
         G_run, D_run = torch.compile(G_run, mode=t.compile_mode), torch.compile(D_run, mode=t.compile_mode)
         D_g_phase = D_run if rank.world == 1 else torch.compile(D, mode=t.compile_mode)
     # Batch statistics would mix real and fake rows; everything else scores both in one pass.
-    return AutogradStep(**common, G_run=G_run, D_run=D_run, D_g_phase=D_g_phase, D_penalty=D_penalty,
-                        joint=rows_independent(D), shuffled=shuffled, gp_weight=cfg.loss.gp_weight,
-                        cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda")
+    return AutogradStep(
+        **common,
+        G_run=G_run,
+        D_run=D_run,
+        D_g_phase=D_g_phase,
+        D_penalty=D_penalty,
+        joint=rows_independent(D),
+        shuffled=shuffled,
+        gp_weight=cfg.loss.gp_weight,
+        cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda",
+    )

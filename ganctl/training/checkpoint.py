@@ -3,6 +3,7 @@
 The payload is TrainingState.state_dict(). `load_generator` is how sample, interpolate, eval and
 the Python API get a trained G back.
 """
+
 from __future__ import annotations
 
 import os

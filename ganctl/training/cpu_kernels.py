@@ -10,6 +10,7 @@ The models are plain PyTorch modules; `accelerate` re-classes their layers in pl
 - A Linear's following activation runs inside oneDNN's product (the fused epilogue).
 - Dropout masks are drawn as uniform < keep: bernoulli_ draws element by element on CPU.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -35,8 +36,9 @@ def onednn_available() -> bool:
     return True
 
 
-def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None,
-          post: str = "none", args: list | None = None) -> torch.Tensor:
+def _mm_t(
+    a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, post: str = "none", args: list | None = None
+) -> torch.Tensor:
     """post(a @ b.T + bias) by oneDNN; a and b may be transposed views."""
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, post, args or [], "")
 
@@ -101,9 +103,14 @@ class Linear(nn.Linear):
     onednn = True
 
     def fast(self, x: torch.Tensor) -> bool:
-        return (x.dim() == 2 and x.shape[0] * self.in_features * self.out_features >= ONEDNN_MIN_MACS
-                and x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu"))
+        return (
+            x.dim() == 2
+            and x.shape[0] * self.in_features * self.out_features >= ONEDNN_MIN_MACS
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fast(x):
@@ -182,9 +189,10 @@ def accelerate(module: nn.Module, onednn: bool) -> nn.Module:
 
 def _plain_fused(opt: torch.optim.Optimizer) -> bool:
     """Fused fp32 CPU tensors and none of the options the direct calls below leave out."""
-    return (all(g.get("fused") and not g.get("maximize") and not g.get("differentiable")
-                and not g.get("capturable", False) for g in opt.param_groups)
-            and all(p.device.type == "cpu" and p.dtype == torch.float32 for g in opt.param_groups for p in g["params"]))
+    return all(
+        g.get("fused") and not g.get("maximize") and not g.get("differentiable") and not g.get("capturable", False)
+        for g in opt.param_groups
+    ) and all(p.device.type == "cpu" and p.dtype == torch.float32 for g in opt.param_groups for p in g["params"])
 
 
 def stepper(opt: torch.optim.Optimizer) -> Callable[[], None]:
@@ -197,8 +205,12 @@ def stepper(opt: torch.optim.Optimizer) -> Callable[[], None]:
     results, state dicts and checkpoints are unchanged; a first step goes through opt.step, which
     creates the state.
     """
-    if type(opt) is torch.optim.Adam and _plain_fused(opt) and hasattr(torch, "_fused_adam_") and not any(
-            g["amsgrad"] or g.get("decoupled_weight_decay", False) for g in opt.param_groups):
+    if (
+        type(opt) is torch.optim.Adam
+        and _plain_fused(opt)
+        and hasattr(torch, "_fused_adam_")
+        and not any(g["amsgrad"] or g.get("decoupled_weight_decay", False) for g in opt.param_groups)
+    ):
         return _direct(opt, _adam_group)
     if type(opt) is torch.optim.SGD and _plain_fused(opt) and hasattr(torch, "_fused_sgd_"):
         return _direct(opt, _sgd_group)
@@ -232,10 +244,23 @@ def _adam_group(group: dict, params: list, state: dict, dry: bool) -> bool:
     # A list of tensor ones: with the scalar 1, CPU foreach converts it once per tensor (3x slower).
     torch._foreach_add_(steps, [_ONE] * len(steps))
     beta1, beta2 = group["betas"]
-    torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                       [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                       beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                       grad_scale=None, found_inf=None)
+    torch._fused_adam_(
+        params,
+        [p.grad for p in params],
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [],
+        steps,
+        amsgrad=False,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
     return True
 
 
@@ -244,7 +269,18 @@ def _sgd_group(group: dict, params: list, state: dict, dry: bool) -> bool:
     if dry:  # SGD keeps a momentum buffer per parameter only when momentum is on
         return momentum == 0 or all(state.get(p, {}).get("momentum_buffer") is not None for p in params)
     buffers = [] if momentum == 0 else [state[p]["momentum_buffer"] for p in params]
-    torch._fused_sgd_(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"],
-                      momentum=momentum, lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                      maximize=False, is_first_step=False, grad_scale=None, found_inf=None)
+    torch._fused_sgd_(
+        params,
+        [p.grad for p in params],
+        buffers,
+        weight_decay=group["weight_decay"],
+        momentum=momentum,
+        lr=group["lr"],
+        dampening=group["dampening"],
+        nesterov=group["nesterov"],
+        maximize=False,
+        is_first_step=False,
+        grad_scale=None,
+        found_inf=None,
+    )
     return True

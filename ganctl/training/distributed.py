@@ -1,4 +1,5 @@
 """Data parallel training on PyTorch's distributed package: the rank's view, spawning, torchrun."""
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,9 @@ def spawn(fn, world: int, uses_cuda: bool, *args):
     with tempfile.TemporaryDirectory(prefix="ganctl_ddp_") as tmp:
         result_path = os.path.join(tmp, "rank0.pkl")
         try:
-            mp.start_processes(_worker, args=(world, _free_port(), backend, result_path, fn, args), nprocs=world,
-                               start_method="spawn")
+            mp.start_processes(
+                _worker, args=(world, _free_port(), backend, result_path, fn, args), nprocs=world, start_method="spawn"
+            )
         except (mp.ProcessRaisedException, mp.ProcessExitedException):
             # When rank 0 stopped on a ganctl error (say, a checkpoint it alone writes could not be
             # saved), the others fail in their next collective: report rank 0's error, not theirs.

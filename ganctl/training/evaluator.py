@@ -1,4 +1,5 @@
 """trainer.eval_every: scores G during training on samples from fixed latents, so scores compare over time."""
+
 from __future__ import annotations
 
 import torch

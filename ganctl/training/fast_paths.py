@@ -9,6 +9,7 @@ the default memory format) wins ties. The pick is cached per machine, thread cou
 and shapes (ganctl.autotune), so only the first run of a kind pays for it, and a resumed run
 takes the same path as the run it continues.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ class Paths:
     channels_last: bool = False  # convolution nets in channels-last memory format
 
     def __str__(self) -> str:
-        return (f"backward={self.backward}, cpu_matmul={'onednn' if self.onednn else 'blas'}, "
-                f"channels_last={str(self.channels_last).lower()}")
+        return (
+            f"backward={self.backward}, cpu_matmul={'onednn' if self.onednn else 'blas'}, "
+            f"channels_last={str(self.channels_last).lower()}"
+        )
 
 
 def apply(paths: Paths, G: nn.Module, D: nn.Module, device: torch.device, compiled: bool) -> None:
@@ -52,19 +55,33 @@ def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) 
     """Every combination this run allows, the plain path first."""
     t = cfg.trainer
     if t.backward == "manual" and world > 1:  # torchrun's processes, which validation cannot see
-        raise ConfigError(f"trainer.backward=manual does not support {unsupported(cfg, world)}; "
-                          "accepted: trainer.backward=auto or autograd for this run")
+        raise ConfigError(
+            f"trainer.backward=manual does not support {unsupported(cfg, world)}; "
+            "accepted: trainer.backward=auto or autograd for this run"
+        )
     cpu = device.type == "cpu" and not t.compile
-    backwards = [t.backward] if t.backward != "auto" else (
-        ["autograd"] + (["manual"] if cpu and not unsupported(cfg, world) else []))
-    onednn = [t.cpu_matmul == "onednn"] if t.cpu_matmul != "auto" else (
-        [False] + ([True] if cpu and onednn_available() else []))
+    backwards = (
+        [t.backward]
+        if t.backward != "auto"
+        else (["autograd"] + (["manual"] if cpu and not unsupported(cfg, world) else []))
+    )
+    onednn = (
+        [t.cpu_matmul == "onednn"]
+        if t.cpu_matmul != "auto"
+        else ([False] + ([True] if cpu and onednn_available() else []))
+    )
     channels_last = [bool(t.channels_last)] if t.channels_last is not None else ([False, True] if is_conv else [False])
     return [Paths(b, o, c) for b in backwards for o in onednn for c in channels_last]
 
 
-def choose(cfg: RunConfig, device: torch.device, world: int, is_conv: bool,
-           trial: Callable[[Paths], Callable[[], object]], key: dict) -> tuple[Paths, str | None]:
+def choose(
+    cfg: RunConfig,
+    device: torch.device,
+    world: int,
+    is_conv: bool,
+    trial: Callable[[Paths], Callable[[], object]],
+    key: dict,
+) -> tuple[Paths, str | None]:
     """The paths for this run, and why (None when there was nothing to choose).
 
     `trial(paths)` returns a call of one update taking those paths.
@@ -87,8 +104,10 @@ def _reason(choice: autotune.Choice, picked: Paths, plain: Paths) -> str:
     t = choice.timings_ms
     when = f"cached from {choice.measured_at}" if choice.cached else "measured now"
     note = f"; {choice.note}" if choice.note else ""
-    return (f"fast path {picked}: {t[str(picked)]:.2f} ms per update against {t[str(plain)]:.2f} ms for "
-            f"the plain path ({len(t)} combinations timed, {when}{note})")
+    return (
+        f"fast path {picked}: {t[str(picked)]:.2f} ms per update against {t[str(plain)]:.2f} ms for "
+        f"the plain path ({len(t)} combinations timed, {when}{note})"
+    )
 
 
 def _lazy(trial, paths: Paths) -> Callable[[], object]:

@@ -22,6 +22,7 @@ module computes them directly:
 Gradients land in the parameters' `.grad`, so the optimisers, checkpoints, EMA and the NaN guard
 are the ones the autograd step uses. `tests/test_manual_step.py` compares both steps.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -56,8 +57,10 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (m.d_act not in FUSABLE, f"model.d_act={m.d_act} (only {', '.join(FUSABLE)})"),
         (m.g_norm != "none", f"model.g_norm={m.g_norm} (only none)"),
         (m.d_norm != "none", f"model.d_norm={m.d_norm} (only none)"),
-        (m.d_features == "moments" and lo.d_batch == "shuffled",
-         "model.d_features=moments with loss.d_batch=shuffled (only separate batches)"),
+        (
+            m.d_features == "moments" and lo.d_batch == "shuffled",
+            "model.d_features=moments with loss.d_batch=shuffled (only separate batches)",
+        ),
         (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
         (t.precision != "fp32", f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
@@ -133,8 +136,14 @@ class Chain:
         trace.out = x
         return trace
 
-    def backward(self, trace: Trace, grad: torch.Tensor, rows: slice | None = None,
-                 weight_grads: bool = True, input_grad: bool = False) -> torch.Tensor | None:
+    def backward(
+        self,
+        trace: Trace,
+        grad: torch.Tensor,
+        rows: slice | None = None,
+        weight_grads: bool = True,
+        input_grad: bool = False,
+    ) -> torch.Tensor | None:
         """Backpropagate `grad` (of the output's `rows`) from the output to the input.
 
         weight_grads sets each parameter's .grad; input_grad returns the input's gradient.
@@ -164,8 +173,11 @@ def _fast(lin: nn.Linear, x: torch.Tensor) -> bool:
 # Closed forms of the score gradients of the BCE-type losses (d softplus(x)/dx = sigmoid(x)); other
 # losses take them from autograd on the scores alone (score_grads).
 def _bce_d_grads(loss: Loss, s_real, s_fake):
-    return (loss.d(s_real, s_fake), torch.sigmoid(s_real).sub_(1).div_(s_real.numel()),
-            torch.sigmoid(s_fake).div_(s_fake.numel()))
+    return (
+        loss.d(s_real, s_fake),
+        torch.sigmoid(s_real).sub_(1).div_(s_real.numel()),
+        torch.sigmoid(s_fake).div_(s_fake.numel()),
+    )
 
 
 CLOSED_FORM_D = {"bce": _bce_d_grads, "minimax": _bce_d_grads}

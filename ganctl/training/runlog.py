@@ -1,4 +1,5 @@
 """The run log: one row per log_every steps into metrics.csv and the progress bar (rank 0 writes)."""
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,14 @@ def _reopen(path: Path, fields: list[str], resume_step: int | None):
     rows = []
     if resume_step is not None and path.is_file():
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
-                    and None not in r and None not in r.values()]  # None: a field too many or too few
+            rows = [
+                r
+                for r in csv.DictReader(f)
+                if r.get("step", "").isdigit()
+                and int(r["step"]) <= resume_step
+                and None not in r
+                and None not in r.values()
+            ]  # None: a field too many or too few
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -75,16 +82,24 @@ class PendingStats:
 class RunLog:
     """metrics.csv and the progress bar; a logger is anything with write(row) and close()."""
 
-    def __init__(self, run_dir: Path, fields: list[str], steps: int, step: int, resumed: bool,
-                 rank: Rank, progress: bool):
+    def __init__(
+        self, run_dir: Path, fields: list[str], steps: int, step: int, resumed: bool, rank: Rank, progress: bool
+    ):
         self.main = rank.is_main
         self.file = self.writer = None
         if self.main:
             self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
         # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
-        self.bar = tqdm(total=steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-                        disable=not (progress and self.main), file=sys.stderr,
-                        mininterval=0.1 if sys.stderr.isatty() else 30)
+        self.bar = tqdm(
+            total=steps,
+            initial=step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (progress and self.main),
+            file=sys.stderr,
+            mininterval=0.1 if sys.stderr.isatty() else 30,
+        )
 
     def write(self, row: dict, postfix: dict) -> None:
         if self.main:

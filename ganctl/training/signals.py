@@ -1,4 +1,5 @@
 """Stop requests: SIGINT/SIGTERM/SIGUSR2 end the run at the next step boundary with a checkpoint."""
+
 from __future__ import annotations
 
 import signal
@@ -23,8 +24,11 @@ class StopRequest:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: no checkpoint, stop now
         self.signum = signum
-        print(f"\nganctl: {signal.Signals(signum).name} received; finishing the step and saving a checkpoint "
-              "(Ctrl-C again to abort at once)", file=sys.stderr)
+        print(
+            f"\nganctl: {signal.Signals(signum).name} received; finishing the step and saving a checkpoint "
+            "(Ctrl-C again to abort at once)",
+            file=sys.stderr,
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -1,4 +1,5 @@
 """The training state: everything a checkpoint holds, with state_dict() / load_state_dict()."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,12 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ganctl.version import __version__
 from ganctl.config import RunConfig, to_dict
 from ganctl.data import BatchSampler
 from ganctl.devices import rng_state, set_rng_state
 from ganctl.ema import EMA
 from ganctl.errors import CheckpointError
+from ganctl.version import __version__
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
@@ -80,8 +81,10 @@ class TrainingState:
             load_optimizer(self.opt_d, ckpt["opt_d"])
         except (RuntimeError, ValueError, KeyError) as exc:
             reason = str(exc).splitlines()[0][:200]
-            raise CheckpointError(f"the checkpoint's weights do not fit this config's model ({reason}); "
-                                  "resume with the architecture it was trained with") from None
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit this config's model ({reason}); "
+                "resume with the architecture it was trained with"
+            ) from None
         self.sampler.load_state_dict(ckpt["sampler"])
         set_rng_state(ckpt["rng"], self.device)
         self.fixed_z = ckpt["fixed_z"].to(self.device)

@@ -6,6 +6,7 @@ times, then `g_phase()` g_steps times. Each phase computes its network's gradien
 checks them when trainer.on_nan=skip and applies the optimiser. `build_step` picks the
 implementation once, at start-up.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,9 +64,20 @@ class Precision:
 class GANStep:
     """The phases of one training iteration; subclasses compute the gradients."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                 loss: Loss, latent: Callable[[int], torch.Tensor], batch: int, precision: Precision,
-                 skip_nonfinite: bool, rank: Rank, device: torch.device):
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        loss: Loss,
+        latent: Callable[[int], torch.Tensor],
+        batch: int,
+        precision: Precision,
+        skip_nonfinite: bool,
+        rank: Rank,
+        device: torch.device,
+    ):
         self.G, self.D, self.opt_g, self.opt_d, self.loss = G, D, opt_g, opt_d, loss
         self.latent, self.batch, self.precision = latent, batch, precision
         self.skip_nonfinite, self.rank, self.device = skip_nonfinite, rank, device
@@ -105,8 +117,14 @@ class GANStep:
     def summarise(self, raws: list[DStats]) -> torch.Tensor:
         """[loss, D(x), D(G(z)), grad norm], each the mean over the D updates in `raws`."""
         losses, reals, fakes, norms = zip(*raws)
-        return torch.stack([torch.stack(losses).mean(), self.loss.report(torch.cat(reals)),
-                            self.loss.report(torch.cat(fakes)), torch.stack(norms).mean()])
+        return torch.stack(
+            [
+                torch.stack(losses).mean(),
+                self.loss.report(torch.cat(reals)),
+                self.loss.report(torch.cat(fakes)),
+                torch.stack(norms).mean(),
+            ]
+        )
 
 
 @contextlib.contextmanager
@@ -130,8 +148,19 @@ class AutogradStep(GANStep):
 
     name = "autograd"
 
-    def __init__(self, *args, G_run: nn.Module, D_run: nn.Module, D_g_phase: nn.Module, D_penalty: nn.Module,
-                 joint: bool, shuffled: bool, gp_weight: float, cuda_graphs: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        G_run: nn.Module,
+        D_run: nn.Module,
+        D_g_phase: nn.Module,
+        D_penalty: nn.Module,
+        joint: bool,
+        shuffled: bool,
+        gp_weight: float,
+        cuda_graphs: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.gp_weight = gp_weight
         # compile_mode=reduce-overhead/max-autotune replay CUDA graphs, whose outputs are overwritten
@@ -177,8 +206,9 @@ class AutogradStep(GANStep):
                 loss = 0.5 * loss  # one mean over both halves = half the sum of the two means
             grad_norm = self._no_penalty
             if self.loss.penalty is not None:
-                gp, grad_norm = self.loss.penalty(self.D_penalty, real, fake,
-                                                  self.precision.scale_factor("d", self.device))
+                gp, grad_norm = self.loss.penalty(
+                    self.D_penalty, real, fake, self.precision.scale_factor("d", self.device)
+                )
                 loss = loss + self.gp_weight * gp
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.scale("d", loss).backward()

@@ -1,4 +1,5 @@
 """The whole config checked before any data or device is touched: one message per problem."""
+
 from __future__ import annotations
 
 import math
@@ -87,12 +88,19 @@ def _range_problems(cfg: RunConfig) -> list[str]:
 
     t, m, d = cfg.trainer, cfg.model, cfg.dataset
     positive_ints = {
-        "trainer.batch_size": t.batch_size, "trainer.d_steps": t.d_steps,
-        "trainer.g_steps": t.g_steps, "trainer.log_every": t.log_every,
-        "trainer.sample_every": t.sample_every, "trainer.ckpt_every": t.ckpt_every,
-        "trainer.num_samples": t.num_samples, "model.z_dim": m.z_dim, "model.width": m.width,
-        "dataset.samples_per_epoch": d.samples_per_epoch, "trainer.max_nan_skips": t.max_nan_skips,
-        "trainer.devices": t.devices, "trainer.eval_samples": t.eval_samples,
+        "trainer.batch_size": t.batch_size,
+        "trainer.d_steps": t.d_steps,
+        "trainer.g_steps": t.g_steps,
+        "trainer.log_every": t.log_every,
+        "trainer.sample_every": t.sample_every,
+        "trainer.ckpt_every": t.ckpt_every,
+        "trainer.num_samples": t.num_samples,
+        "model.z_dim": m.z_dim,
+        "model.width": m.width,
+        "dataset.samples_per_epoch": d.samples_per_epoch,
+        "trainer.max_nan_skips": t.max_nan_skips,
+        "trainer.devices": t.devices,
+        "trainer.eval_samples": t.eval_samples,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -118,10 +126,15 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     if len(d.range) != 2 or not d.range[0] < d.range[1]:
         bad("dataset.range", d.range, "[low, high] with low < high, e.g. [-1, 1] or [0, 1]")
     if t.eval_every is not None and (t.eval_every < 1 or t.eval_every % max(1, t.log_every)):
-        bad("trainer.eval_every", t.eval_every,
-            f"a multiple of trainer.log_every={t.log_every} (scores go into the logged rows), or null")
+        bad(
+            "trainer.eval_every",
+            t.eval_every,
+            f"a multiple of trainer.log_every={t.log_every} (scores go into the logged rows), or null",
+        )
     if t.devices > 1 and t.batch_size % t.devices:
-        bad("trainer.batch_size", t.batch_size, f"a multiple of trainer.devices={t.devices} (the global batch is split)")
+        bad(
+            "trainer.batch_size", t.batch_size, f"a multiple of trainer.devices={t.devices} (the global batch is split)"
+        )
     if t.ema is not None and not 0.0 < t.ema < 1.0:
         bad("trainer.ema", t.ema, "a decay in (0, 1) such as 0.999, or null for no EMA")
     if cfg.checkpoints.keep_last is not None and cfg.checkpoints.keep_last < 1:
@@ -141,9 +154,7 @@ def _optim_problems(cfg: RunConfig) -> list[str]:
     for prefix, spec in (("optim", o), ("optim.g", o.g), ("optim.d", o.d)):
         if spec.lr is not None and not (spec.lr > 0 and math.isfinite(spec.lr)):
             bad(f"{prefix}.lr", spec.lr, "a learning rate > 0")
-        if spec.betas is not None and (
-            len(spec.betas) != 2 or not all(0.0 <= b < 1.0 for b in spec.betas)
-        ):
+        if spec.betas is not None and (len(spec.betas) != 2 or not all(0.0 <= b < 1.0 for b in spec.betas)):
             bad(f"{prefix}.betas", spec.betas, "two numbers in [0, 1)")
         if spec.momentum is not None and not 0.0 <= spec.momentum < 1.0:
             bad(f"{prefix}.momentum", spec.momentum, "a number in [0, 1)")
@@ -183,8 +194,10 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
         # tanh stops at +-1 and sigmoid at [0, 1]; the modes sit out to radius 2 (ring8), 4 (grid25).
         reach = float(abs(mixture_modes(d)).max() + 3 * d.std)
         if m.g_out == "sigmoid" or reach >= 1.0:
-            problems.append(f"model.g_out={m.g_out} cannot reach dataset={d.name}'s modes (out to {reach:.3g}); "
-                            "accepted: model.g_out=none (a linear output, as in the papers)")
+            problems.append(
+                f"model.g_out={m.g_out} cannot reach dataset={d.name}'s modes (out to {reach:.3g}); "
+                "accepted: model.g_out=none (a linear output, as in the papers)"
+            )
     if m.g_out == "sigmoid" and d.range[0] < 0 and d.name != "gaussian1d" and d.name not in MIXTURES:
         problems.append(
             f"model.g_out=sigmoid cannot reach dataset.range={list(d.range)}; "
@@ -195,8 +208,10 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
     if t.backward == "manual":
         reason = unsupported(cfg)
         if reason is not None:
-            problems.append(f"trainer.backward=manual does not support {reason}; "
-                            "accepted: trainer.backward=auto or autograd for this run")
+            problems.append(
+                f"trainer.backward=manual does not support {reason}; "
+                "accepted: trainer.backward=auto or autograd for this run"
+            )
     if t.cpu_matmul == "onednn":
         if not onednn_available():
             bad("trainer.cpu_matmul", "onednn", "auto or blas (this PyTorch build has no oneDNN)")
@@ -207,12 +222,15 @@ def training_device(cfg: RunConfig) -> torch.device:
     """The device a run trains on, with the options that depend on it checked."""
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"trainer.precision=fp16 needs a CUDA device, this run uses {device.type}; "
-                          "accepted here: fp32, bf16")
+        raise ConfigError(
+            f"trainer.precision=fp16 needs a CUDA device, this run uses {device.type}; accepted here: fp32, bf16"
+        )
     if cfg.trainer.precision == "bf16" and device.type == "cuda" and not _native_bf16(device):
         # Before compute capability 8.0 bf16 is emulated: slower than fp32, for no gain.
-        raise ConfigError(f"trainer.precision=bf16 on {torch.cuda.get_device_name(device)} would run emulated "
-                          "(no bf16 units before compute capability 8.0); accepted here: fp16, fp32")
+        raise ConfigError(
+            f"trainer.precision=bf16 on {torch.cuda.get_device_name(device)} would run emulated "
+            "(no bf16 units before compute capability 8.0); accepted here: fp16, fp32"
+        )
     return device
 
 

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench gpu-check clean
 
 $(BIN)/ganctl: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# One prepared check for a machine with an NVIDIA GPU (< 6 min; its own data, no ../shared): tests
+# marked cuda, speeds, memory, DDP with 2+ GPUs. Summary in $OUT if set, else gpu_check_out/.
+# `benchmarks/gpu_check.py --dry-run` runs the same steps on CPU at tiny sizes.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py
 
 # ruff (lint and format check, pyproject.toml [tool.ruff]) and the import layers (pyproject.toml
 # [tool.importlinter], docs/ARCHITECTURE.md): an upward import or a circle fails here. CI runs this

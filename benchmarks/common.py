@@ -112,7 +112,9 @@ def machine_line(device: str) -> str:
     return "machine " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def fmt(value: float) -> str:
+def fmt(value: float | str) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'  # quoted: run_all.py and the tests split lines with shlex
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "nan"
     if isinstance(value, int):
@@ -194,17 +196,43 @@ def mnist_test_root(explicit: str | None, tmp: Path, n: int = 10_000) -> tuple[P
     return generated, False
 
 
-def write_svhn_mat(root: Path, split: str, n: int, seed: int = 0) -> Path:
-    """A .mat in SVHN's real format: X uint8 32x32x3xN, y uint8 Nx1 in 1..10 (10 means digit 0)."""
+def blob_digits(n: int, seed: int = 0) -> np.ndarray:
+    """n uint8 28x28 images of 2-4 bright Gaussian blobs along a random stroke: digit-like structure."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    out = np.zeros((n, 28, 28), dtype=np.float32)
+    start = rng.uniform(7, 21, size=(n, 2)).astype(np.float32)
+    step = rng.normal(0, 3, size=(n, 2)).astype(np.float32)
+    blobs = rng.integers(2, 5, size=n)
+    for k in range(4):
+        cy, cx = (start + k * step).T
+        blob = np.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 6.0)
+        out = np.maximum(out, blob * (k < blobs)[:, None, None])
+    return (255 * out).astype(np.uint8)
+
+
+def fake_svhn(n: int, seed: int = 0) -> np.ndarray:
+    """n uint8 32x32x3 (H, W, C) images: one smooth colour blob each, like tests/conftest.py writes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+    cy, cx = rng.uniform(8, 24, size=(2, n, 1, 1)).astype(np.float32)
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40.0)
+    colour = rng.uniform(0.3, 1.0, size=(n, 1, 1, 3)).astype(np.float32)
+    return (255 * blob[..., None] * colour).astype(np.uint8)
+
+
+def write_svhn_mat(root: Path, split: str, images: np.ndarray, seed: int = 0) -> Path:
+    """Write N x 32 x 32 x 3 uint8 images as ROOT/SVHN/SPLIT_32x32.mat in SVHN's real format.
+
+    SVHN's files hold X uint8 32x32x3xN and y uint8 Nx1 in 1..10 (10 means digit 0).
+    """
     import scipy.io
 
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
-    y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)
+    y = np.random.default_rng(seed).integers(1, 11, size=(len(images), 1)).astype(np.uint8)
     folder = root / "SVHN"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{split}_32x32.mat"
-    scipy.io.savemat(str(path), {"X": X, "y": y})
+    scipy.io.savemat(str(path), {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": y})
     return path
 
 

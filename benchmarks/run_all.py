@@ -3,8 +3,9 @@
     python benchmarks/run_all.py [--smoke] [--device D] [--threads N] [--data-root DIR] [--only NAME ...]
 
 Options other than --only are forwarded to every script. The summary line relates the scripts'
-numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, and its ratio to the
-reference loop. Exit status 1 if any script failed (the others still run).
+numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, ganctl's ratio to the
+reference loops of setups 001 (bce), 002 (g1d) and 003 (conv), and the CPU model and torch
+version. Exit status 1 if any script failed (the others still run).
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = ["train_speed", "matmul_bound", "sample_speed", "memory", "startup"]
 
 
-def parse_line(line: str) -> tuple[str, dict[str, float]]:
-    name, *pairs = shlex.split(line)
-    values = {}
+TEXT_KEYS = ("cpu", "torch", "gpu")  # kept as text: a version like 2.5 would otherwise read as a number
+
+
+def parse_line(line: str) -> tuple[str, dict[str, float | str]]:
+    """A `name key=value ...` line as (name, {key: float}); the TEXT_KEYS and non-numbers stay text."""
+    name, *pairs = shlex.split(line) or [""]
+    values: dict[str, float | str] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         try:
-            values[key] = float(value)
+            values[key] = value if key in TEXT_KEYS else float(value)
         except ValueError:
-            pass
+            values[key] = value
     return name, values
 
 
@@ -47,7 +52,8 @@ def main() -> int:
             file=sys.stderr,
             flush=True,
         )
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | str]] = {}
+    machine: dict[str, float | str] = {}
     failed = []
     for name in [s for s in SCRIPTS if s in args.only]:
         start = time.perf_counter()
@@ -61,6 +67,8 @@ def main() -> int:
             key, values = parse_line(line)
             if key == name:
                 results[name] = values
+            elif key == "machine" and not machine:
+                machine = values
         if proc.wait() != 0 or name not in results:
             failed.append(name)
         print(
@@ -73,10 +81,18 @@ def main() -> int:
     if "bce_ganctl" in speed and "bound_steps_per_s" in bound:
         summary["bce_fraction_of_bound"] = speed["bce_ganctl"] / bound["bound_steps_per_s"]
         summary["resident_fraction_of_bound"] = speed["bce_resident"] / bound["bound_steps_per_s"]
-    if "ratio" in speed:
-        summary["bce_ratio_to_reference"] = speed["ratio"]
+    for key, label in (("ratio", "bce"), ("g1d_ratio", "g1d"), ("conv_ratio", "conv")):
+        if key in speed:
+            summary[f"{label}_ratio_to_reference"] = speed[key]
+    # Where the numbers come from, so the summary line can be read alone.
+    for key in ("cpu", "torch"):
+        if key in speed or key in machine:
+            summary[key] = speed.get(key, machine.get(key))
     if summary:
-        print("summary " + " ".join(f"{k}={v:.3g}" for k, v in summary.items()), flush=True)
+        print(
+            "summary " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f'{k}="{v}"' for k, v in summary.items()),
+            flush=True,
+        )
     if failed:
         print(f"[run_all] failed: {', '.join(failed)}", file=sys.stderr)
         return 1

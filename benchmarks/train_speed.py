@@ -1,20 +1,37 @@
-"""Training steps/s: ganctl's mnist_bce beside a tutorial-style reference loop, plus the other setups.
+"""Training speed: ganctl beside tutorial-style reference loops of setups 001, 002 and 003.
 
 One result line, `train_speed key=value ...`:
-  bce_ganctl     ganctl's own loop (train.run in this process), steps/s: median, _min, _max
+  bce_ganctl     ganctl's own loop for mnist_bce (train.run in this process), steps/s: median, _min, _max
   bce_reference  the tutorial loop below (DataLoader of PIL images, per-sample transforms, .item())
   bce_resident   the same math written plainly with the data in one tensor: what eager PyTorch does
   bce_autograd   ganctl's loop with trainer.backward=autograd (the step before the manual step;
                  on CUDA the two are the same path), interleaved with the others
   ratio          median(bce_ganctl) / median(bce_reference); ratio_pair_min/_max over the
                  interleaved repeats (each ganctl repeat divided by the reference repeat beside it)
-  gaussian1d, mnist_goodfellow, svhn_wgan_gp   ganctl steps/s of those experiments (median, _min, _max)
+  g1d_ganctl, g1d_reference   setup 002 (+experiment=gaussian1d) in ganctl and in the loop of
+                 devnag's gan_pytorch.py (repository HEAD, the 2018 rewrite), iterations/s (one
+                 iteration = 20 D + 20 G updates on batches of 500): median, _min, _max
+  g1d_ratio      median(g1d_ganctl) / median(g1d_reference)
+  conv_ganctl, conv_reference   setup 003 (+experiment=svhn_wgan_gp: WGAN-GP, 5 critic updates
+                 per G update, batch 64) in ganctl and in a pytorch/examples-dcgan-style loop with
+                 the same nets and loss, iterations/s (one iteration = 5 critic + 1 G update), on
+                 generated SVHN-shaped images: median, _min, _max
+  conv_ratio     median(conv_ganctl) / median(conv_reference)
+  gaussian1d, svhn_wgan_gp   the same numbers as g1d_ganctl and conv_ganctl (the names of earlier
+                 tables); mnist_goodfellow: ganctl steps/s of setup 004 (median, _min, _max)
   real_data      1 when the MNIST runs used the real test split, 0 for generated images
+  cpu, torch     the CPU model (/proc/cpuinfo) and torch version, so a line read alone says where
+                 it was measured
 
 ganctl's rate comes from its metrics.csv: steps between the first and the last row over the time
 between them, so the first log interval (start-up, first-call allocations) is excluded and the
 per-step logging work is included. The reference loops are timed the same way: a warm-up, then
-a window of the same number of steps.
+a window of the same number of steps. Each reference is interleaved with its ganctl run, repeat
+by repeat, in this one process, because the host's speed drifts by 20-30% over minutes.
+
+Sizes (2 threads on the 2-core dev CPU, the whole script ~3-4 min): mnist_bce 5 repeats x 500
+steps; gaussian1d 5 x 50 iterations; svhn_wgan_gp only 3 x 4 iterations after 2 of warm-up on
+2,048 images, since one iteration takes ~1 s on that CPU (on CUDA it runs 3 x 100).
 """
 
 from __future__ import annotations
@@ -154,6 +171,222 @@ class ResidentLoop:
         return steps / (time.perf_counter() - start)
 
 
+def moments(d):
+    """Mean, std, skewness and excess kurtosis of all of d, with plain tensor ops as devnag's script."""
+    import torch
+
+    mean = torch.mean(d)
+    diffs = d - mean
+    std = torch.pow(torch.mean(torch.pow(diffs, 2.0)), 0.5)
+    zscores = diffs / std
+    skew = torch.mean(torch.pow(zscores, 3.0))
+    kurtosis = torch.mean(torch.pow(zscores, 4.0)) - 3.0
+    return torch.cat((mean.reshape(1), std.reshape(1), skew.reshape(1), kurtosis.reshape(1)))
+
+
+def extract(v):
+    """A loss as a Python list, the script's way of reading it for its printout (a host sync)."""
+    return v.detach().cpu().numpy().ravel().tolist()
+
+
+class Gaussian1dReference:
+    """Setup 002 as devnag's gan_pytorch.py (repository HEAD) trains it, plots off.
+
+    N(4, 1.25) target drawn with numpy; G 1-5-5-1 tanh/tanh/linear on U[0,1) noise; D sees the 4
+    moments of a whole batch of 500, 4-10-10-1 with a sigmoid after every layer; BCELoss; SGD
+    1e-3 momentum 0.9. An iteration is 20 D updates (real and detached fake scored and
+    backpropagated separately, one step) then 20 G updates, each loss extracted as it goes.
+    """
+
+    def __init__(self, device, batch=500, d_steps=20, g_steps=20, seed=0):
+        import numpy as np
+        import torch
+        from torch import nn
+
+        class Generator(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.map1, self.map2, self.map3 = nn.Linear(1, 5), nn.Linear(5, 5), nn.Linear(5, 1)
+
+            def forward(self, x):
+                x = torch.tanh(self.map1(x))
+                x = torch.tanh(self.map2(x))
+                return self.map3(x)
+
+        class Discriminator(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.map1, self.map2, self.map3 = nn.Linear(4, 10), nn.Linear(10, 10), nn.Linear(10, 1)
+
+            def forward(self, x):
+                x = torch.sigmoid(self.map1(x))
+                x = torch.sigmoid(self.map2(x))
+                return torch.sigmoid(self.map3(x))
+
+        self.torch, self.np, self.device = torch, np, device
+        self.batch, self.d_steps, self.g_steps = batch, d_steps, g_steps
+        self.rng = np.random.default_rng(seed)
+        self.G, self.D = Generator().to(device), Discriminator().to(device)
+        self.criterion = nn.BCELoss()
+        self.d_opt = torch.optim.SGD(self.D.parameters(), lr=1e-3, momentum=0.9)
+        self.g_opt = torch.optim.SGD(self.G.parameters(), lr=1e-3, momentum=0.9)
+        self.dre = self.dfe = self.ge = 0.0
+
+    def real_batch(self):
+        return self.torch.tensor(
+            self.rng.normal(4.0, 1.25, (1, self.batch)), dtype=self.torch.float32, device=self.device
+        )
+
+    def noise(self):
+        return self.torch.rand(self.batch, 1, device=self.device)
+
+    def step(self):
+        torch, G, D, criterion = self.torch, self.G, self.D, self.criterion
+        ones, zeros = torch.ones(1, device=self.device), torch.zeros(1, device=self.device)
+        for _ in range(self.d_steps):
+            D.zero_grad()
+            d_real_error = criterion(D(moments(self.real_batch())), ones)
+            d_real_error.backward()
+            d_fake_data = G(self.noise()).detach()
+            d_fake_error = criterion(D(moments(d_fake_data.t())), zeros)
+            d_fake_error.backward()
+            self.d_opt.step()
+            self.dre, self.dfe = extract(d_real_error)[0], extract(d_fake_error)[0]
+        for _ in range(self.g_steps):
+            G.zero_grad()
+            g_error = criterion(D(moments(G(self.noise()).t())), ones)  # G wants D to say "real"
+            g_error.backward()
+            self.g_opt.step()
+            self.ge = extract(g_error)[0]
+
+    def rate(self, steps):
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return steps / (time.perf_counter() - start)
+
+
+class PILImages:
+    """A torch Dataset over N x H x W x 3 uint8 images served as PIL images, as ImageFolder/SVHN do."""
+
+    def __init__(self, images, transform):
+        self.images, self.transform = images, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), 0
+
+
+def conv_reference_models(device, nz=128, width=64):
+    """Setup 003's nets written the pytorch/examples way (the shapes of ganctl's dcgan at 32x32)."""
+    from torch import nn
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Sequential(nn.Linear(nz, 4 * width * 4 * 4), nn.ReLU(True))
+            self.main = nn.Sequential(
+                nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(width, 3, 4, 2, 1),
+                nn.Tanh(),
+            )
+
+        def forward(self, z):
+            return self.main(self.fc(z).view(-1, 4 * width, 4, 4))
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main = nn.Sequential(
+                nn.Conv2d(3, width, 5, 2, 2),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(width, 2 * width, 5, 2, 2),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(2 * width, 4 * width, 5, 2, 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            )
+            self.fc = nn.Linear(4 * width * 4 * 4, 1)
+
+        def forward(self, x):
+            return self.fc(self.main(x).view(x.size(0), -1)).view(-1)
+
+    return Generator().to(device), Critic().to(device)
+
+
+class ConvReference:
+    """WGAN-GP on SVHN-shaped images the tutorial way: DataLoader of PIL images, .item() per update.
+
+    Same math as ganctl's setup 003: per iteration d_steps critic updates, each on a fresh real
+    batch and a fresh detached fake batch, loss D(fake) - D(real) + 10 (|grad D(mix)| - 1)^2 with the
+    gradient taken by autograd.grad(create_graph=True); then one G update on -D(G(z)). Adam 1e-4,
+    betas (0.5, 0.9). The DataLoader has no workers, as the MNIST reference, so both sides use the
+    same cores.
+    """
+
+    def __init__(self, images, device, batch_size=64, d_steps=5, gp_weight=10.0, nz=128):
+        import torch
+        from torch.utils.data import DataLoader
+        from torchvision import transforms
+
+        self.torch, self.device, self.batch_size, self.d_steps = torch, device, batch_size, d_steps
+        self.gp_weight, self.nz = gp_weight, nz
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+        self.loader = DataLoader(
+            PILImages(images, transform), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0
+        )
+        self.batches = iter(self.loader)
+        self.G, self.D = conv_reference_models(device, nz)
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=1e-4, betas=(0.5, 0.9))
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=(0.5, 0.9))
+        self.d_losses, self.g_losses = [], []
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def gradient_penalty(self, real, fake):
+        torch = self.torch
+        alpha = torch.rand(real.size(0), 1, 1, 1, device=self.device)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        scores = self.D(mixed)
+        grad = torch.autograd.grad(
+            outputs=scores, inputs=mixed, grad_outputs=torch.ones_like(scores), create_graph=True, retain_graph=True
+        )[0]
+        return ((grad.view(grad.size(0), -1).norm(2, dim=1) - 1) ** 2).mean() * self.gp_weight
+
+    def step(self):
+        torch, n = self.torch, self.batch_size
+        for _ in range(self.d_steps):
+            real = self.next_batch()[0].to(self.device)
+            self.D.zero_grad()
+            fake = self.G(torch.randn(n, self.nz, device=self.device))
+            d_loss = self.D(fake.detach()).mean() - self.D(real).mean() + self.gradient_penalty(real, fake.detach())
+            d_loss.backward()
+            self.d_opt.step()
+            self.d_losses.append(d_loss.item())
+        self.G.zero_grad()
+        g_loss = -self.D(self.G(torch.randn(n, self.nz, device=self.device))).mean()
+        g_loss.backward()
+        self.g_opt.step()
+        self.g_losses.append(g_loss.item())
+
+    def rate(self, steps):
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return steps / (time.perf_counter() - start)
+
+
 def ganctl_rate(overrides, run_dir: Path) -> float:
     """Steady-state steps/s of one in-process ganctl run, from its metrics.csv."""
     from ganctl.cli import compose_run_config
@@ -166,14 +399,40 @@ def ganctl_rate(overrides, run_dir: Path) -> float:
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     device = common.setup(args)
-    # steps per timed window, warm-up steps (= ganctl's first log interval), repeats
-    window, warmup, repeats = (10, 5, 1) if args.smoke else (500, 100, 5)
-
     with tempfile.TemporaryDirectory(prefix="ganctl_bench_") as tmp:
-        measure(args, device, window, warmup, repeats, Path(tmp))
+        values = measure(args, device, Path(tmp))
+    common.emit("train_speed", device, values)
 
 
-def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path) -> None:
+def sizes(smoke: bool, device: str) -> dict:
+    """(window, warm-up, repeats) of each interleaved pair; warm-up = ganctl's first log interval."""
+    if smoke:
+        return {"bce": (10, 5, 1), "g1d": (2, 2, 1), "conv": (1, 1, 1), "conv_batch": 8, "svhn_images": 256}
+    # One conv iteration takes ~1 s on the 2-core CPU, so the CPU window is short.
+    conv = (100, 20, 3) if device.startswith("cuda") else (4, 2, 3)
+    return {"bce": (500, 100, 5), "g1d": (50, 10, 5), "conv": conv, "conv_batch": 64, "svhn_images": 2048}
+
+
+def interleaved(
+    name: str, overrides: list[str], reference, window: int, warmup: int, repeats: int, tmp: Path
+) -> tuple[list[float], list[float]]:
+    """ganctl's rate and the reference's, repeat by repeat, after one warm-up of the reference."""
+    for _ in range(warmup):
+        reference.step()
+    ours, theirs = [], []
+    for r in range(repeats):
+        ours.append(ganctl_rate(overrides, tmp / f"{name}_{r}"))
+        theirs.append(reference.rate(window))
+        common.note(f"  repeat {r + 1}: ganctl {ours[-1]:.2f}, reference {theirs[-1]:.2f} iterations/s")
+    return ours, theirs
+
+
+def measure(args, device: str, tmp: Path) -> dict:
+    """Every interleaved pair and the ganctl-only setups; returns the result line's values."""
+    import torch
+
+    size = sizes(args.smoke, device)
+    window, warmup, repeats = size["bce"]
     root, real = common.mnist_test_root(args.data_root, tmp, n=1000 if args.smoke else 10_000)
     images = common.read_mnist_idx(root / common.MNIST_TEST)
     mnist = [f"dataset.root={root}", "dataset.split=test"]
@@ -209,27 +468,59 @@ def measure(args, device: str, window: int, warmup: int, repeats: int, tmp: Path
         "ratio_pair_max": max(pairs),
     }
 
-    # The other setups, ganctl only: (experiment, warm-up steps = log interval, window, extra overrides)
-    small = 3 if args.smoke else None
+    window, warmup, repeats = size["g1d"]
+    common.note(
+        f"gaussian1d: {repeats} x {window} iterations (20 D + 20 G updates each) after {warmup} warm-up, "
+        "ganctl / devnag's loop interleaved"
+    )
+    g1d = common.train_overrides("gaussian1d", warmup + window, warmup, device, ["seed=0"])
+    ours, theirs = interleaved("g1d", g1d, Gaussian1dReference(device), window, warmup, repeats, tmp)
+    values.update(
+        {
+            **common.spread("g1d_ganctl", ours),
+            **common.spread("g1d_reference", theirs),
+            "g1d_ratio": statistics.median(ours) / statistics.median(theirs),
+            **common.spread("gaussian1d", ours),
+        }
+    )
+
+    window, warmup, repeats = size["conv"]
+    batch = size["conv_batch"]
+    svhn = common.fake_svhn(size["svhn_images"])
     svhn_root = tmp / "svhn_data"
-    common.write_svhn_mat(svhn_root, "train", 256 if args.smoke else 2048)
-    others = [
-        ("gaussian1d", 2 if args.smoke else 10, 2 if args.smoke else 60, []),
-        ("mnist_goodfellow", small or 50, small or 200, mnist),
-        (
-            "svhn_wgan_gp",
-            1,
-            1 if args.smoke else 4,
-            [f"dataset.root={svhn_root}", "dataset.split=train"] + (["trainer.batch_size=8"] if args.smoke else []),
-        ),
-    ]
-    for name, warm, steps, extra in others:
-        overrides = common.train_overrides(name, warm + steps, warm, device, extra)
-        rates = [ganctl_rate(overrides, tmp / f"{name}_{r}") for r in range(1 if args.smoke else 3)]
-        common.note(f"{name}: {', '.join(f'{x:.2f}' for x in rates)} steps/s")
-        values.update(common.spread(name, rates))
+    common.write_svhn_mat(svhn_root, "train", svhn)
+    common.note(
+        f"svhn_wgan_gp: {repeats} x {window} iterations (5 critic + 1 G updates each, batch {batch}) "
+        f"after {warmup} warm-up, ganctl / dcgan-style loop interleaved, {len(svhn)} generated images"
+    )
+    conv = common.train_overrides(
+        "svhn_wgan_gp",
+        warmup + window,
+        warmup,
+        device,
+        [f"dataset.root={svhn_root}", "dataset.split=train", f"trainer.batch_size={batch}"],
+    )
+    ours, theirs = interleaved(
+        "conv", conv, ConvReference(svhn, device, batch_size=batch), window, warmup, repeats, tmp
+    )
+    values.update(
+        {
+            **common.spread("conv_ganctl", ours),
+            **common.spread("conv_reference", theirs),
+            "conv_ratio": statistics.median(ours) / statistics.median(theirs),
+            **common.spread("svhn_wgan_gp", ours),
+        }
+    )
+
+    warm, steps = (3, 3) if args.smoke else (50, 200)
+    overrides = common.train_overrides("mnist_goodfellow", warm + steps, warm, device, mnist)
+    rates = [ganctl_rate(overrides, tmp / f"mnist_goodfellow_{r}") for r in range(1 if args.smoke else 3)]
+    common.note(f"mnist_goodfellow: {', '.join(f'{x:.2f}' for x in rates)} steps/s")
+    values.update(common.spread("mnist_goodfellow", rates))
     values["real_data"] = int(real)
-    common.emit("train_speed", device, values)
+    values["cpu"] = common.cpu_model()
+    values["torch"] = torch.__version__.split("+")[0]
+    return values
 
 
 if __name__ == "__main__":

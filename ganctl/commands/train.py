@@ -120,13 +120,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     t, run_dir = cfg.trainer, Path(run_dir)
     r = build(cfg, rank, resume)
     s, gan = r.state, r.gan
-    samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
-    if rank.is_main:
-        for folder in (samples_dir, ckpt_dir):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise refused(folder, exc, doing="create") from None
+    samples_dir, ckpt_dir = make_folders(run_dir, rank)
     fields = metric_fields(cfg, r.data.is_image, r.evaluator.fields if r.evaluator else [])
     log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress)
     pending, row = PendingStats(), {}
@@ -185,13 +179,30 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                     handler(stop_signal, None)  # e.g. submitit requeues the job, now that last.pt exists
                 raise Interrupted(stop_signal, s.step, run_dir)
     log.close()
+    return summary(r, run_dir, row, (s.step - first_step) / (time.perf_counter() - start))
+
+
+def make_folders(run_dir: Path, rank: distributed.Rank) -> tuple[Path, Path]:
+    """samples/ and checkpoints/ (rank 0 creates them)."""
+    samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
+    if rank.is_main:
+        for folder in (samples_dir, ckpt_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise refused(folder, exc, doing="create") from None
+    return samples_dir, ckpt_dir
+
+
+def summary(r: Run, run_dir: Path, row: dict, rate: float) -> dict:
+    """What a run returns: its folder, steps, last losses, speed, last checkpoint and evaluation."""
     return {
         "run_dir": str(run_dir),
-        "steps": s.step,
+        "steps": r.state.step,
         "d_loss": row.get("d_loss"),
         "g_loss": row.get("g_loss"),
-        "steps_per_s": round((s.step - first_step) / (time.perf_counter() - start), 2),
-        "last_checkpoint": str(ckpt_dir / "last.pt"),
+        "steps_per_s": round(rate, 2),
+        "last_checkpoint": str(run_dir / "checkpoints" / "last.pt"),
         # The last evaluation (trainer.eval_every also fires at the final step): what sweepers minimise.
         "metric": r.evaluator.metric if r.evaluator else None,
         "metric_value": row.get(r.evaluator.metric) if r.evaluator else None,

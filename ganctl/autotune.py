@@ -194,7 +194,7 @@ def choose(
     if mode in ("off", "0") or len(candidates) == 1:
         note = "GANCTL_AUTOTUNE=off, not measured" if len(candidates) > 1 else "the only candidate"
         choice = Choice(name, default or next(iter(candidates)), note=note)
-        log.info(choice.reason())
+        log.debug(choice.reason())
         return choice
     entry_key = json.dumps(
         {"machine": _machine(key), "name": name, "key": key, "candidates": sorted(candidates)},
@@ -206,7 +206,7 @@ def choose(
         hit = _load(path).get(entry_key)
         if _valid(hit, candidates):
             choice = Choice(name, hit["value"], hit["timings_ms"], True, str(hit.get("measured_at", "?")))
-            log.info(choice.reason())
+            log.debug(choice.reason())
             return choice
     timings, noisy = _measure(candidates, budget_s)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -220,5 +220,5 @@ def choose(
     )
     if cache and not noisy:
         _store(path, entry_key, {"value": choice.value, "timings_ms": timings, "measured_at": now})
-    log.info(choice.reason())
+    log.debug(choice.reason())
     return choice

@@ -205,3 +205,23 @@ def test_compiled_wgan_gp_trains(svhn_root, tmp_path):
     assert row["step"] == "3"
     assert all(torch.isfinite(torch.tensor(float(row[k]))) for k in ("d_loss", "g_loss", "grad_norm"))
     assert float(row["grad_norm"]) > 0  # the penalty ran
+
+
+def test_auto_says_what_it_picked_and_caches_it(tmp_path):
+    """`auto` times the combinations once, says which it took (console and train.log), and the
+    next run of the same shapes reads the pick from the cache."""
+    from conftest import run_cli
+
+    env = {"GANCTL_AUTOTUNE": "fresh", "GANCTL_CACHE": str(tmp_path / "cache")}
+    args = ["train", "trainer.steps=5", "trainer.log_every=5", "trainer.progress=false"]
+    first = run_cli(*args, f"hydra.run.dir={tmp_path / 'a'}", env=env)
+    assert first.returncode == 0, first.stderr
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "fast path backward=" in log and "per update against" in log, log
+    assert "measured now" in log
+    cache = tmp_path / "cache" / "autotune.json"
+    if "not cached" not in log:  # a run during a burst of other work is timed again next time
+        assert cache.is_file()
+        second = run_cli(*args, f"hydra.run.dir={tmp_path / 'b'}", env={**env, "GANCTL_AUTOTUNE": ""})
+        assert second.returncode == 0, second.stderr
+        assert "cached from" in (tmp_path / "b" / "train.log").read_text()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -150,8 +150,9 @@ def choose_paths(
     }
     is_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
     paths, reason = fast_paths.choose(cfg, device, rank.world, is_conv, trial, key)
-    if reason and rank.is_main and cfg.trainer.progress:
-        print(f"ganctl: {reason}", file=sys.stderr)
+    if reason and rank.is_main:
+        # Under `ganctl train`, Hydra shows INFO records on the console and keeps them in train.log.
+        logging.getLogger("ganctl.fast_path").info(reason)
     return paths
 
 

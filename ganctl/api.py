@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ganctl import images
+from ganctl import images, plots
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError
@@ -106,7 +106,7 @@ class Generator:
         if self.loaded.is_image:
             return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n**0.5)))
         d = self.cfg.dataset
-        return images.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")
+        return plots.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")
 
     def _repr_png_(self) -> bytes:  # Jupyter shows a Generator as a grid of 16
         import io

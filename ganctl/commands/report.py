@@ -9,9 +9,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from ganctl import images
+from ganctl import images, plots
 from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.files import atomic_write
 
@@ -131,44 +131,26 @@ def labels(rows: list[dict]) -> dict[str, str]:
     return {job: f"{job}: " + " ".join(t for t in toks if t not in common) for job, toks in tokens.items()}
 
 
-def contact_sheet(sweep_dir: Path, rows: list[dict], thumb: int = 256) -> Image.Image:
-    """Every job's newest sample picture side by side, labelled with its overrides."""
-    font = ImageFont.load_default()
-    names = labels(rows)
-    tiles = []
+def contact_sheet(sweep_dir: Path, rows: list[dict]) -> Image.Image:
+    """Every job's newest sample picture, labelled with what the sweep varied and its status."""
+    names, tiles = labels(rows), []
     for r in sorted(rows, key=lambda r: int(r["job"])):
         grids = sorted((sweep_dir / r["job"] / "samples").glob("step_*.png"))
-        tile = Image.new("RGB", (thumb, thumb + 28), "white")
-        if grids:
-            pic = Image.open(grids[-1]).convert("RGB")
-            pic.thumbnail((thumb, thumb))
-            tile.paste(pic, ((thumb - pic.width) // 2, 28))
-        draw = ImageDraw.Draw(tile)
-        draw.text((4, 2), names[r["job"]][:42], fill="black", font=font)
-        draw.text((4, 14), r["status"] + (f": {r['error']}"[:40] if r["error"] else ""), fill=(90, 90, 90), font=font)
-        tiles.append(tile)
-    cols = max(1, min(4, len(tiles)))
-    rows_n = max(1, math.ceil(len(tiles) / cols))
-    sheet = Image.new("RGB", (cols * (thumb + 8) + 8, rows_n * (thumb + 36) + 8), (230, 230, 230))
-    for i, tile in enumerate(tiles):
-        y, x = divmod(i, cols)
-        sheet.paste(tile, (8 + x * (thumb + 8), 8 + y * (thumb + 36)))
-    return sheet
+        status = r["status"] + (f": {r['error']}" if r["error"] else "")
+        tiles.append((f"{names[r['job']]} ({status})", Image.open(grids[-1]).convert("RGB") if grids else None))
+    return plots.contact_sheet(tiles)
 
 
 def curves(sweep_dir: Path, rows: list[dict]) -> Image.Image:
     """d_loss and g_loss against step for every job, on shared axes (one panel per loss)."""
-    panels, names = [], labels(rows)
+    names, panels = labels(rows), {}
     for loss in ("d_loss", "g_loss"):
         series = {}
         for r in sorted(rows, key=lambda r: int(r["job"])):
             points = [(_float(m.get("step")), _float(m.get(loss))) for m in _metrics(sweep_dir / r["job"])]
             series[names[r["job"]]] = [(x, y) for x, y in points if x is not None and y is not None]
-        panels.append(images.line_plot(series, title=f"{loss} by step"))
-    out = Image.new("RGB", (panels[0].width, sum(p.height for p in panels)), "white")
-    for i, panel in enumerate(panels):
-        out.paste(panel, (0, i * panels[0].height))
-    return out
+        panels[loss] = series
+    return plots.curves(panels)
 
 
 def report(sweep_dir: Path) -> list[dict]:

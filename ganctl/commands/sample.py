@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganctl import images, metrics
+from ganctl import images, metrics, plots
 from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
@@ -102,7 +102,7 @@ def save_values(x: torch.Tensor, model: LoadedGenerator, out: Path) -> None:
     if kind == ".png" and d.name in MIXTURES:
         images.save_png(images.scatter(values, mixture_modes(d), title=d.name, std=d.std), out)
     elif kind == ".png":
-        images.save_png(images.histogram(values, d.mean, d.std, title=f"{len(values)} samples"), out)
+        images.save_png(plots.histogram(values, d.mean, d.std, title=f"{len(values)} samples"), out)
     elif kind == ".npy":
         atomic_write(out, lambda f: np.save(f, values))
     elif kind == ".csv":

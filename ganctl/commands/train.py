@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ganctl import images
+from ganctl import images, plots
 from ganctl.config import RunConfig
 from ganctl.data import MIXTURES, mixture_modes
 from ganctl.errors import ConfigError, Diverged, Interrupted
@@ -57,7 +57,7 @@ def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
             fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}", std=cfg.dataset.std
         )
     else:
-        grid = images.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
+        grid = plots.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
     images.save_png(grid, path)
 
 

@@ -104,6 +104,7 @@ class TrainerConfig:
     eval_samples: int = 2000
     eval_metric: str = "auto"
     check_replicas: bool = False
+    loggers: List[str] = field(default_factory=lambda: ["csv"])
 
 
 @dataclass

@@ -46,7 +46,7 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
     return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
 
 
-def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
+def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) -> None:
     """The fixed-latent grid; a histogram against the target for the 1-D Gaussian, a scatter over
     the modes for the 2-D mixtures."""
     fake = generate(r.state.G_sample, r.state.fixed_z)
@@ -59,6 +59,8 @@ def save_samples(r: Run, cfg: RunConfig, path: Path) -> None:
     else:
         grid = plots.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
     images.save_png(grid, path)
+    if log is not None:
+        log.picture(grid, r.state.step, values=None if r.data.is_image else fake.numpy())
 
 
 def check_finite(values: list[float], r: Run, since: int, last_good: int | None) -> None:
@@ -122,7 +124,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     s, gan = r.state, r.gan
     samples_dir, ckpt_dir = make_folders(run_dir, rank)
     fields = metric_fields(cfg, r.data.is_image, r.evaluator.fields if r.evaluator else [])
-    log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress)
+    log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress, cfg)
     pending, row = PendingStats(), {}
     first_step, last_log_step, last_good = s.step, s.step, (s.step if resume else None)
     nan_skips = skips_in_row = 0
@@ -167,7 +169,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             # Replicas agree on stopping at log steps: one small all-reduce there, no per-step sync.
             stop_signal = stop.signum if rank.world == 1 else (rank.any(stop.signum or 0, r.device) if logging else 0)
             if rank.is_main and (s.step % t.sample_every == 0 or s.step == r.steps):
-                save_samples(r, cfg, samples_dir / f"step_{s.step:06d}.png")
+                save_samples(r, cfg, samples_dir / f"step_{s.step:06d}.png", log)
             if s.step % t.ckpt_every == 0 or s.step == r.steps or stop_signal:
                 if rank.is_main:
                     checkpoint.save_step(ckpt_dir, s.step, s.state_dict(), cfg.checkpoints.keep_last)

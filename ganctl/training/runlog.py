@@ -79,16 +79,65 @@ class PendingStats:
         return (rank.sum(local) / rank.world).tolist()
 
 
+class TensorBoardLog:
+    """trainer.loggers=[..., tensorboard]: every metrics row as scalars, every sample picture as an
+    image (and the 1-D samples as a histogram), the resolved config as text, in RUN/tb/.
+
+    A resumed run writes into the same folder from its checkpoint's step on: TensorBoard drops the
+    events an interrupted run logged after that step (purge_step), so the curves continue.
+    """
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, step: int, resumed: bool):
+        import json
+
+        from torch.utils.tensorboard import SummaryWriter
+
+        from ganctl.config import to_dict
+
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if resumed else None)
+        if not resumed:
+            self.writer.add_text("config", "```\n" + json.dumps(to_dict(cfg), indent=1) + "\n```", 0)
+
+    def write(self, row: dict) -> None:
+        step = int(row["step"])
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def picture(self, image, step: int, values=None) -> None:
+        import numpy as np
+
+        self.writer.add_image("samples", np.asarray(image.convert("RGB")), step, dataformats="HWC")
+        if values is not None:
+            self.writer.add_histogram("samples/values", values, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class RunLog:
-    """metrics.csv and the progress bar; a logger is anything with write(row) and close()."""
+    """metrics.csv, the progress bar and the optional loggers (TensorBoard), fed one row at a time."""
 
     def __init__(
-        self, run_dir: Path, fields: list[str], steps: int, step: int, resumed: bool, rank: Rank, progress: bool
+        self,
+        run_dir: Path,
+        fields: list[str],
+        steps: int,
+        step: int,
+        resumed: bool,
+        rank: Rank,
+        progress: bool,
+        cfg: RunConfig | None = None,
     ):
         self.main = rank.is_main
         self.file = self.writer = None
+        self.loggers: list[TensorBoardLog] = []
         if self.main:
             self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
+            if cfg is not None and "tensorboard" in cfg.trainer.loggers:
+                self.loggers.append(TensorBoardLog(run_dir, cfg, step, resumed))
         # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
         self.bar = tqdm(
             total=steps,
@@ -109,7 +158,14 @@ class RunLog:
             except OSError as exc:
                 name, self.file = self.file.name, self._abandon(self.file)
                 raise refused(name, exc) from None
+        for logger in self.loggers:
+            logger.write(row)
         self.bar.set_postfix(postfix, refresh=False)
+
+    def picture(self, image, step: int, values=None) -> None:
+        """A sample picture just saved (and, for low-dimensional data, the values behind it)."""
+        for logger in self.loggers:
+            logger.picture(image, step, values)
 
     @staticmethod
     def _abandon(file) -> None:
@@ -122,5 +178,7 @@ class RunLog:
 
     def close(self) -> None:
         self.bar.close()
+        for logger in self.loggers:
+            logger.close()
         if self.file is not None:
             self.file.close()

@@ -61,7 +61,7 @@ def _bad(key: str, value: Any, accepted: str) -> str:
 
 def validate(cfg: RunConfig) -> None:
     """Check every value, then the combinations; raise one ConfigError listing every problem."""
-    problems = _choice_problems(cfg) + _range_problems(cfg) + _optim_problems(cfg)
+    problems = _choice_problems(cfg) + _range_problems(cfg) + _optim_problems(cfg) + _logger_problems(cfg)
     if problems:  # combination rules only make sense between valid fields
         raise ConfigError(*problems)
     problems = _combination_problems(cfg)
@@ -160,6 +160,24 @@ def _optim_problems(cfg: RunConfig) -> list[str]:
             bad(f"{prefix}.momentum", spec.momentum, "a number in [0, 1)")
         if spec.weight_decay is not None and spec.weight_decay < 0:
             bad(f"{prefix}.weight_decay", spec.weight_decay, "a number >= 0")
+    return problems
+
+
+LOGGERS = ("csv", "tensorboard")
+
+
+def _logger_problems(cfg: RunConfig) -> list[str]:
+    problems = [
+        _bad("trainer.loggers", name, ", ".join(LOGGERS)) for name in cfg.trainer.loggers if name not in LOGGERS
+    ]
+    if "tensorboard" in cfg.trainer.loggers:
+        try:
+            import torch.utils.tensorboard  # noqa: F401  (needs the tensorboard package)
+        except ImportError:
+            problems.append(
+                "trainer.loggers includes tensorboard, but the tensorboard package is not installed; "
+                "accepted: pip install 'ganctl[tensorboard]', or trainer.loggers=[csv]"
+            )
     return problems
 
 

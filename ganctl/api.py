@@ -94,10 +94,17 @@ class Generator:
         self.loaded = loaded
         self.cfg = loaded.cfg
 
-    def sample(self, n: int, seed: int = 0, truncation: float | None = None) -> torch.Tensor:
-        """n samples on the CPU in the data's range (images N x C x H x W), the same for a seed on any device."""
+    def sample(
+        self, n: int, seed: int = 0, truncation: float | None = None, class_: int | str | None = None
+    ) -> torch.Tensor:
+        """n samples on the CPU in the data's range (images N x C x H x W), the same for a seed on any device.
+
+        `class_` asks a class-conditional generator for one class; the models so far are unconditional.
+        """
         if n < 1:
             raise ConfigError(f"n={n} is invalid; accepted: a number of samples >= 1")
+        if class_ is not None:
+            raise ConfigError(f"class_={class_!r}: this generator is not class-conditional; accepted: class_=None")
         return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500)
 
     def grid(self, n: int = 64, seed: int = 0, nrow: int | None = None) -> Image.Image:

@@ -38,6 +38,12 @@ def test_compose_and_train_in_one_call(tmp_path):
     assert G.grid(500).size[0] > 100  # the 1-D histogram
 
 
+def test_class_of_an_unconditional_generator_is_refused(tmp_path):
+    run = ganctl.train("gaussian1d", tmp_path / "g", "trainer.steps=5", "trainer.log_every=5", "trainer.progress=false")
+    with pytest.raises(ConfigError, match="class_=3: this generator is not class-conditional"):
+        run.generator().sample(4, class_=3)
+
+
 def test_bad_values_raise_the_cli_message():
     with pytest.raises(ConfigError, match=r"optim.lr=-1.0 is invalid; accepted: a learning rate > 0"):
         ganctl.compose("mnist_bce", "optim.lr=-1")

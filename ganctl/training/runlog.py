@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter, the usual bar in a terminal
 
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused

@@ -87,22 +87,23 @@ class TensorBoardLog:
     events an interrupted run logged after that step (purge_step), so the curves continue.
     """
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, step: int, resumed: bool):
+    def __init__(self, run_dir: Path, cfg: RunConfig, step: int, resumed: bool, fields: list[str]):
         import json
 
         from torch.utils.tensorboard import SummaryWriter
 
         from ganctl.config import to_dict
 
+        self.fields = [f for f in fields if f != "step"]  # metrics.csv's columns: the same curves
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if resumed else None)
         if not resumed:
             self.writer.add_text("config", "```\n" + json.dumps(to_dict(cfg), indent=1) + "\n```", 0)
 
     def write(self, row: dict) -> None:
         step = int(row["step"])
-        for key, value in row.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self.writer.add_scalar(key, value, step)
+        for key in self.fields:
+            if isinstance(row.get(key), (int, float)):
+                self.writer.add_scalar(key, row[key], step)
         self.writer.flush()
 
     def picture(self, image, step: int, values=None) -> None:
@@ -137,7 +138,7 @@ class RunLog:
         if self.main:
             self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
             if cfg is not None and "tensorboard" in cfg.trainer.loggers:
-                self.loggers.append(TensorBoardLog(run_dir, cfg, step, resumed))
+                self.loggers.append(TensorBoardLog(run_dir, cfg, step, resumed, fields))
         # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
         self.bar = tqdm(
             total=steps,

@@ -176,7 +176,7 @@ def resume_config(ckpt: dict, overrides: Sequence[str], composed=None):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from ganctl.config import RunConfig, to_dict, to_run_config
+    from ganctl.config import RunConfig, flatten, to_dict, to_run_config
 
     base = to_run_config(ckpt["config"])
     parsed = [
@@ -195,19 +195,9 @@ def resume_config(ckpt: dict, overrides: Sequence[str], composed=None):
             OmegaConf.update(node, o.key_or_group, o.value(), merge=True)
         cfg = OmegaConf.to_object(node)  # type: ignore[assignment]
     cfg.resume = None
-    before, after = _flatten(to_dict(base)), _flatten(to_dict(cfg))
+    before, after = flatten(to_dict(base)), flatten(to_dict(cfg))
     changed = [f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in after if after[k] != before.get(k)]
     return cfg, changed
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _resume_target(overrides: Sequence[str]) -> str | None:
@@ -399,9 +389,9 @@ def claim_sweep_folder(args: list[str], overwrite: bool) -> None:
 
 def _same_config(saved: dict, cfg) -> bool:
     """A checkpoint's config and `cfg` train the same run (`resume` says how a run started, not what it is)."""
-    from ganctl.config import to_dict, to_run_config
+    from ganctl.config import flatten, to_dict, to_run_config
 
-    a, b = _flatten(to_dict(to_run_config(saved))), _flatten(to_dict(cfg))
+    a, b = flatten(to_dict(to_run_config(saved))), flatten(to_dict(cfg))
     a.pop("resume", None)
     b.pop("resume", None)
     return a == b

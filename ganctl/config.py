@@ -139,3 +139,14 @@ def _without_hydra(cfg: Any) -> Any:
 def to_dict(cfg: RunConfig) -> dict:
     """Plain builtins only, so checkpoints load with torch.load(weights_only=True)."""
     return asdict(cfg)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as {"optim.lr": 0.0002, ...}: how ganctl names keys in messages."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -7,19 +7,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ganctl.config import RunConfig, to_run_config
+from ganctl.config import RunConfig, flatten, to_run_config
 from ganctl.errors import ArgumentParser, CheckpointError
 from ganctl.training import checkpoint
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _last_row(run_dir: Path) -> dict | None:
@@ -49,7 +39,7 @@ def describe(target: str) -> dict:
     except Exception as exc:  # OmegaConf raises several types for a config it cannot merge
         raise CheckpointError(f"{path}: its config does not fit this ganctl's schema ({exc})") from None
     run_dir = path.resolve().parent.parent
-    defaults, values = _flatten(asdict(RunConfig())), _flatten(asdict(cfg))
+    defaults, values = flatten(asdict(RunConfig())), flatten(asdict(cfg))
     params = {net: sum(t.numel() for t in ckpt[net].values()) for net in ("G", "D")}
     return {
         "path": str(path),

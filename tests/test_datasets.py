@@ -112,6 +112,7 @@ def test_ring8_trains_and_samples_points(ring_run, tmp_path, capsys):
     assert tuple(ckpt["data_shape"]) == (2,) and ckpt["step"] == 300
     rows = list(csv.DictReader(open(ring_run / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [100, 200, 300] and all(math.isfinite(float(r["d_loss"])) for r in rows)
+    assert "fake_mean" not in rows[0]  # the 1-D Gaussian's columns: a mean over both coordinates says nothing
 
     sample.main([str(ring_run), "-n", "500", "-o", str(tmp_path / "s.npy")])
     points = np.load(tmp_path / "s.npy")

@@ -18,9 +18,10 @@ METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
 GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
 
 
-def metric_fields(cfg: RunConfig, is_image: bool, eval_fields: list[str]) -> list[str]:
+def metric_fields(cfg: RunConfig, data_shape: tuple[int, ...], eval_fields: list[str]) -> list[str]:
     """The columns of metrics.csv for this run."""
-    fields = METRIC_FIELDS + ([] if is_image else GAUSSIAN_FIELDS)
+    # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
+    fields = METRIC_FIELDS + (GAUSSIAN_FIELDS if tuple(data_shape) == (1,) else [])
     if cfg.loss.name == "wgan_gp":
         fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
     if cfg.trainer.on_nan == "skip":

@@ -86,6 +86,14 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file that a failed write left, if the folder still allows it."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass  # a vanished or read-only folder: nothing was left there
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, then rename it into place.
 
@@ -104,10 +112,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         os.replace(tmp, path)
         _fsync_folder(path.parent)
     except BaseException as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # a vanished or read-only folder: nothing was left there
+        _discard(tmp)
         cause = recorder.error if recorder is not None and recorder.error is not None else exc
         # Only an OSError with an errno is the environment's refusal; PIL's "cannot write mode"
         # OSErrors and everything else stay bugs with a traceback.
@@ -131,10 +136,7 @@ def link_as(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
         _fsync_folder(dst.parent)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _discard(tmp)
         raise refused(dst, exc) from None
 
 

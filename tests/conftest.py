@@ -61,6 +61,30 @@ def mnist_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist_run(mnist_root, tmp_path_factory):
+    """A tiny MLP GAN trained for 5 steps on the real MNIST test split (1 x 28 x 28, z_dim 64, normal),
+    for the tests that sample, interpolate or evaluate a trained generator."""
+    from ganctl.commands.train import run
+
+    run_dir = tmp_path_factory.mktemp("mnist_run")
+    run(
+        compose(
+            "+experiment=mnist_bce",
+            f"dataset.root={mnist_root}",
+            "dataset.split=test",
+            "trainer.steps=5",
+            "trainer.log_every=5",
+            "trainer.progress=false",
+            "model.g_hidden=[32]",
+            "model.d_hidden=[32]",
+            "trainer.device=cpu",
+        ),
+        run_dir,
+    )
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def fashion_root() -> Path:
     """The real Fashion-MNIST files beside the repository (Debian's package: 60,000 + 10,000)."""
     if not (SHARED_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():

@@ -18,25 +18,6 @@ from conftest import compose, run_cli
 
 
 @pytest.fixture(scope="module")
-def mnist_run(mnist_root, tmp_path_factory):
-    """A tiny MLP GAN trained for 5 steps on the real MNIST test split (1 x 28 x 28, z_dim 64, normal)."""
-    run_dir = tmp_path_factory.mktemp("interp_mnist")
-    cfg = compose(
-        "+experiment=mnist_bce",
-        f"dataset.root={mnist_root}",
-        "dataset.split=test",
-        "trainer.steps=5",
-        "trainer.log_every=5",
-        "trainer.progress=false",
-        "model.g_hidden=[32]",
-        "model.d_hidden=[32]",
-        "trainer.device=cpu",
-    )
-    train.run(cfg, run_dir)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
 def gaussian_run(tmp_path_factory):
     """The default 1-D Gaussian GAN (z_dim 1, uniform latents) for 3 steps."""
     run_dir = tmp_path_factory.mktemp("interp_gauss")

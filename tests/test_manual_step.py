@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from test_steps import SETUPS
 
 from ganctl.commands.train import run
 from ganctl.errors import ConfigError
@@ -74,17 +75,7 @@ def test_setup_001_manual_matches_autograd(mnist_root, tmp_path):
 
 def test_small_model_manual_matches_autograd(mnist_root, tmp_path):
     """Layers below oneDNN's size threshold take the BLAS route; sigmoid output, ReLU D (setup 000's)."""
-    assert_same_training(
-        mnist_root,
-        tmp_path,
-        "model.g_hidden=[32]",
-        "model.d_hidden=[24,16]",
-        "model.g_out=sigmoid",
-        "dataset.range=[0,1]",
-        "model.d_act=relu",
-        "model.z_dim=20",
-        "trainer.batch_size=10",
-    )
+    assert_same_training(mnist_root, tmp_path, *SETUPS["small_blas_sizes"])
 
 
 def test_several_d_and_g_updates_per_step(mnist_root, tmp_path):
@@ -103,16 +94,7 @@ def test_several_d_and_g_updates_per_step(mnist_root, tmp_path):
 def test_dropout_and_shuffled_batch_as_setup_004(mnist_root, tmp_path):
     """Setup 004's D: dropout after each hidden layer (in both phases) and one shuffled batch.
     Both paths draw the same masks and permutation: G's two passes stay separate here."""
-    assert_same_training(
-        mnist_root,
-        tmp_path,
-        "model.g_hidden=[64,96]",
-        "model.d_hidden=[96,48]",
-        "model.d_dropout=0.3",
-        "loss.d_batch=shuffled",
-        "model.d_act=relu",
-        "trainer.batch_size=32",
-    )
+    assert_same_training(mnist_root, tmp_path, *SETUPS["dropout_shuffled"])
 
 
 def test_dropout_with_separate_batches(mnist_root, tmp_path):

@@ -11,30 +11,10 @@ import torch
 from PIL import Image
 
 from ganctl import images
-from ganctl.commands import sample, train
+from ganctl.commands import sample
 from ganctl.errors import ConfigError
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import load_generator
-
-from conftest import compose
-
-
-@pytest.fixture(scope="module")
-def mnist_run(mnist_root, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("sample_mnist")
-    cfg = compose(
-        "+experiment=mnist_bce",
-        f"dataset.root={mnist_root}",
-        "dataset.split=test",
-        "trainer.steps=5",
-        "trainer.log_every=5",
-        "trainer.progress=false",
-        "model.g_hidden=[32]",
-        "model.d_hidden=[32]",
-        "trainer.device=cpu",
-    )
-    train.run(cfg, run_dir)
-    return run_dir
 
 
 def as_if_saved_on_cuda(src, dst) -> None:

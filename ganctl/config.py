@@ -26,6 +26,12 @@ class DatasetConfig:
     # 2-D mixtures only: the circle of ring8's modes, the distance between grid25's neighbours
     radius: float = 2.0
     spacing: float = 2.0
+    # dataset=folder only: the image folder, the square side images are resized to, 1 or 3
+    # channels (auto: 1 when every image is greyscale), class labels from the first subfolders
+    path: Optional[str] = None
+    resolution: int = 64
+    channels: str = "auto"
+    labels: str = "none"
 
 
 @dataclass

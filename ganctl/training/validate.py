@@ -24,6 +24,8 @@ def _choices() -> dict[str, list[str]]:
     return {
         "dataset.name": sorted(DATASETS),
         "dataset.split": list(SPLITS),
+        "dataset.channels": ["auto", "1", "3"],
+        "dataset.labels": ["none", "subfolders"],
         "model.arch": sorted(MODELS),
         "model.latent": ["normal", "uniform"],
         "model.init": sorted(INITS),
@@ -98,6 +100,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         "model.z_dim": m.z_dim,
         "model.width": m.width,
         "dataset.samples_per_epoch": d.samples_per_epoch,
+        "dataset.resolution": d.resolution,
         "trainer.max_nan_skips": t.max_nan_skips,
         "trainer.devices": t.devices,
         "trainer.eval_samples": t.eval_samples,
@@ -194,6 +197,10 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             "loss=wgan_gp with model.d_norm=batch is invalid: the gradient penalty is per sample "
             "and batch norm mixes samples; accepted: model.d_norm=none or layer"
         )
+    if d.name == "folder" and not d.path:
+        problems.append("dataset=folder needs dataset.path=DIR, the folder of images to train on")
+    if d.labels != "none" and d.name != "folder":
+        bad("dataset.labels", d.labels, f"none for dataset={d.name} (subfolders is for dataset=folder)")
     if m.d_features == "moments" and d.name != "gaussian1d":
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
     metric = t.eval_metric

@@ -36,7 +36,8 @@ def curves(panels: dict[str, dict[str, Points]], xlabel: str = "step") -> Image.
     series has few points, so that two logged rows do not read as a trend.
     """
     fig = _figure(9, 3.0 * len(panels))
-    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    # One step axis for all panels: a metric evaluated every K steps lines up with the losses.
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
     for ax, (metric, series) in zip(axes, panels.items()):
         values = [y for pts in series.values() for _, y in pts]
         for name, pts in series.items():
@@ -45,11 +46,11 @@ def curves(panels: dict[str, dict[str, Points]], xlabel: str = "step") -> Image.
                 ax.plot(xs, ys, lw=1.3, label=name, marker="o" if len(pts) <= 10 else None, ms=4)
         if values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         if any(series.values()):
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[-1].set_xlabel(xlabel)
     fig.tight_layout()
     return _image(fig)
 

@@ -1,11 +1,14 @@
-"""Sweep reports: summary.csv / summary.md after every multirun, and `ganctl report SWEEP_DIR`."""
+"""Reports: a run's pictures (curves.png, samples/progress.gif) at the end of every run and by
+`ganctl report RUN`; a sweep's summary.csv / summary.md after every multirun and by `ganctl report SWEEP_DIR`."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+import re
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,87 @@ def curves(sweep_dir: Path, rows: list[dict]) -> Image.Image:
     return plots.curves(panels)
 
 
+# A run's curves: one panel per picture a reader compares, metrics.csv's columns as the series.
+RUN_PANELS = {
+    "loss": {"d_loss": "D loss (d_loss)", "g_loss": "G loss (g_loss)"},
+    "D(x) and D(G(z))": {"d_real": "D(x), real (d_real)", "d_fake": "D(G(z)), fake (d_fake)"},
+    "fd": {"fd": "Frechet distance (fd)"},
+    "w1": {"w1": "Wasserstein-1 to the target (w1)"},
+}
+MAX_FRAMES = 100  # a long run's GIF keeps an even spread of its pictures, the first and the last
+SAMPLE_NAME = re.compile(r"^step_(\d+)\.png$")
+
+
+def run_curves(run_dir: Path) -> Image.Image | None:
+    """A run's losses, D(x) and D(G(z)), and its evaluation metric when it logged one, against step."""
+    rows = _metrics(run_dir)
+    panels = {}
+    for panel, columns in RUN_PANELS.items():
+        series = {}
+        for column, name in columns.items():
+            points = [(_float(m.get("step")), _float(m.get(column))) for m in rows]
+            points = [(x, y) for x, y in points if x is not None and y is not None]
+            if points:
+                series[name] = points
+        if series:
+            panels[panel] = series
+    return plots.curves(panels) if panels else None
+
+
+def sample_pictures(run_dir: Path) -> list[tuple[int, Path]]:
+    """samples/step_N.png as (N, path), by step."""
+    folder = run_dir / "samples"
+    found = [(SAMPLE_NAME.match(p.name), p) for p in folder.iterdir()] if folder.is_dir() else []
+    return sorted((int(m.group(1)), p) for m, p in found if m)
+
+
+def progress_gif(run_dir: Path) -> Path | None:
+    """Write samples/progress.gif: the fixed-latent pictures in step order, one frame each (None: no pictures)."""
+    pictures = sample_pictures(run_dir)
+    if not pictures:
+        return None
+    if len(pictures) > MAX_FRAMES:
+        keep = sorted({round(i * (len(pictures) - 1) / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
+        pictures = [pictures[i] for i in keep]
+    loaded = []
+    for step, path in pictures:
+        with Image.open(path) as picture:
+            loaded.append((step, picture.convert("RGB")))
+    frames = images.progress_frames(loaded, last_step=pictures[-1][0])
+    # About 6 s for the whole loop, 0.1-0.5 s a frame; the last picture stays 2 s before it restarts.
+    each = max(100, min(500, 6000 // len(frames)))
+    out = run_dir / "samples" / "progress.gif"
+    images.save_gif(frames, out, [each] * (len(frames) - 1) + [2000])
+    return out
+
+
+def run_pictures(run_dir: Path) -> list[str]:
+    """Write RUN/curves.png and RUN/samples/progress.gif from what the run logged; returns what it wrote."""
+    run_dir = Path(run_dir)
+    written = []
+    picture = run_curves(run_dir)
+    if picture is not None:
+        images.save_png(picture, run_dir / "curves.png")
+        written.append("curves.png")
+    if progress_gif(run_dir) is not None:
+        written.append("samples/progress.gif")
+    return written
+
+
+def end_of_run(run_dir: Path) -> None:
+    """run_pictures at the end of training: the checkpoint is written by then, so a failure to draw
+    warns and never fails the run."""
+    try:
+        run_pictures(run_dir)
+    except Exception as exc:  # a plotting bug or a full disk must not turn a trained run into an error
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        print(
+            f"ganctl: warning: could not draw curves.png or samples/progress.gif ({reason}); the run is "
+            f"saved, and ganctl report {run_dir} draws them again",
+            file=sys.stderr,
+        )
+
+
 def report(sweep_dir: Path) -> list[dict]:
     rows = summarise(sweep_dir)
     images.save_png(contact_sheet(sweep_dir, rows), sweep_dir / "contact_sheet.png")
@@ -160,19 +244,36 @@ def report(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def main(argv: list[str]) -> None:
+def is_run(folder: Path) -> bool:
+    return (folder / "metrics.csv").is_file() or bool(sample_pictures(folder))
 
-    parser = ArgumentParser(prog="ganctl report", description="Summarise a sweep folder (multirun/DATE/TIME).")
-    parser.add_argument("sweep_dir", help="a multirun folder holding job folders 0/, 1/, ...")
-    args = parser.parse_args(argv)
-    sweep_dir = Path(args.sweep_dir)
-    if not sweep_dir.is_dir() or not job_dirs(sweep_dir):
-        raise ConfigError(
-            f"{sweep_dir} is not a sweep folder (no job folders 0/, 1/, ...); accepted: a multirun/DATE/TIME folder"
-        )
-    rows = report(sweep_dir)
-    ok = sum(r["status"] == "ok" for r in rows)
-    print(
-        f"ganctl: {len(rows)} jobs, {ok} finished; wrote summary.csv, summary.md, contact_sheet.png, "
-        f"curves.png in {sweep_dir}"
+
+def main(argv: list[str]) -> None:
+    parser = ArgumentParser(
+        prog="ganctl report",
+        description="Draw a run's curves.png and samples/progress.gif, or summarise a sweep folder "
+        "(multirun/DATE/TIME).",
     )
+    parser.add_argument(
+        "folder", help="a run folder (outputs/DATE/TIME), or a multirun folder holding job folders 0/, 1/, ..."
+    )
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    if folder.is_dir() and job_dirs(folder):
+        rows = report(folder)
+        ok = sum(r["status"] == "ok" for r in rows)
+        print(
+            f"ganctl: {len(rows)} jobs, {ok} finished; wrote summary.csv, summary.md, contact_sheet.png, "
+            f"curves.png in {folder}"
+        )
+        return
+    if not folder.is_dir() or not is_run(folder):
+        raise ConfigError(
+            f"{folder} is not a sweep folder (no job folders 0/, 1/, ...) nor a run folder (no metrics.csv "
+            "or samples/step_N.png); accepted: a run folder outputs/DATE/TIME or a multirun/DATE/TIME folder"
+        )
+    written = run_pictures(folder)
+    if written:
+        print(f"ganctl: wrote {', '.join(written)} in {folder}")
+    else:
+        print(f"ganctl: {folder} has logged no metrics row and no sample picture yet; nothing to draw")

@@ -12,14 +12,28 @@ One result line, `memory key=value ...`:
                         run done in-process in a child (nan without CUDA)
 The images are generated (MNIST-like: 80% zero pixels) and written in MNIST's IDX format, gzip,
 to a temporary ROOT/MNIST/raw/train-images-idx3-ubyte.gz, so the real 60k split is not needed.
+
+--folder: dataset=folder on 100,000 generated 64x64 image files (--images N; half PNG, half JPEG,
+1,000 per subfolder), trained memory-mapped (GANCTL_MMAP=1) with a small dcgan. Its line adds:
+  data_mb               the packed uint8 array (N x 3 x 64 x 64) the cache holds
+  files_mb, generate_s  the image files on disk, and the time to write them
+  build_s, reuse_s      dataset_size() on a cold cache (decoding every file) and again (the folder's
+                        listing and stats, then the existing cache): timed inside a child process
+  build_rss_mb          peak RSS of the building child: rows stream to disk, none is held
+  rss_peak_mb           peak RSS of the memory-mapped training run; rss_in_memory_mb the same run
+                        with the array loaded (GANCTL_MMAP=0), for comparison
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 import common
 
@@ -60,9 +74,125 @@ def peak_rss_mb(cmd: list[str], env: dict, logs: Path) -> tuple[float, str]:
     return maxrss_kb / 1024, stdout  # Linux reports kilobytes
 
 
+FOLDER_CHILD = """
+import sys, time
+from ganctl.config import DatasetConfig
+from ganctl.data import dataset_size
+cfg = DatasetConfig(name="folder", path=sys.argv[1], root=sys.argv[2], resolution=int(sys.argv[3]))
+start = time.perf_counter()
+n = dataset_size(cfg)
+print(n, time.perf_counter() - start)
+"""
+SIDE = 64
+DISTINCT = 400  # encoded once, written over and over: generating 100k files then takes seconds
+
+
+def distinct_images(count: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    """(extension, encoded file) pairs of smooth colour blobs on noise, half PNG, half JPEG."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
+    out = []
+    for i in range(count):
+        cy, cx = rng.uniform(16, 48, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 200.0)[..., None] * rng.uniform(0.3, 1.0, size=3)
+        pixels = (200 * blob + rng.uniform(0, 55, size=(SIDE, SIDE, 3))).astype(np.uint8)
+        buf = io.BytesIO()
+        fmt = ("PNG", "JPEG")[i % 2]
+        Image.fromarray(pixels).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        out.append((fmt.lower().replace("jpeg", "jpg"), buf.getvalue()))
+    return out
+
+
+def write_folder(root: Path, n: int) -> int:
+    """n image files under root/000/ ... root/099/, 1,000 to a folder; returns their total bytes."""
+    encoded = distinct_images(min(n, DISTINCT))
+    total = 0
+    for i in range(n):
+        ext, data = encoded[i % len(encoded)]
+        folder = root / f"{i // 1000:03d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True)
+        (folder / f"{i:06d}.{ext}").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def folder_main(args, device: str) -> None:
+    n = args.images or (600 if args.smoke else 100_000)
+    steps = 10 if args.smoke else 300
+    with tempfile.TemporaryDirectory(prefix="ganctl_bench_") as tmp:
+        tmp = Path(tmp)
+        images, root = tmp / "images", tmp / "data"
+        common.note(f"writing {n} generated {SIDE}x{SIDE} image files under {images}")
+        start = time.perf_counter()
+        files_bytes = write_folder(images, n)
+        generate_s = time.perf_counter() - start
+        env = common.child_env(args)
+        child = [sys.executable, "-c", FOLDER_CHILD, str(images), str(root), str(SIDE)]
+        common.note("building the cache (decoding every file)")
+        build_rss, out = peak_rss_mb(child, env, tmp)
+        count, build_s = out.split()[-2:]
+        common.note("sizing the folder again (reusing the cache)")
+        _, out = peak_rss_mb(child, env, tmp)
+        reuse_s = float(out.split()[-1])
+        overrides = [
+            "dataset=folder",
+            f"dataset.path={images}",
+            f"dataset.root={root}",
+            f"dataset.resolution={SIDE}",
+            "model=dcgan",
+            "model.width=16",
+            "optim=adam",
+            "trainer=default",  # the root config's trainer is the 1-D Gaussian's: 20 D and 20 G updates a step
+            "trainer.batch_size=64",
+            f"trainer.steps={steps}",
+            f"trainer.log_every={min(100, steps)}",
+            f"trainer.sample_every={steps}",
+            f"trainer.ckpt_every={steps}",
+            "trainer.progress=false",
+            f"trainer.device={device}",
+        ]
+        train = [*common.ganctl_command(), "train", *overrides]
+        baseline = float("nan")
+        if not args.smoke:
+            baseline, _ = peak_rss_mb([sys.executable, "-c", "import torch, ganctl.commands.train"], env, tmp)
+        common.note(f"training {steps} steps memory-mapped (GANCTL_MMAP=1)")
+        mapped, _ = peak_rss_mb([*train, f"hydra.run.dir={tmp / 'run_mapped'}"], {**env, "GANCTL_MMAP": "1"}, tmp)
+        common.note(f"training {steps} steps with the array in memory (GANCTL_MMAP=0)")
+        resident, _ = peak_rss_mb([*train, f"hydra.run.dir={tmp / 'run_memory'}"], {**env, "GANCTL_MMAP": "0"}, tmp)
+    common.emit(
+        "memory",
+        device,
+        {
+            "images": int(count),
+            "data_mb": int(count) * 3 * SIDE * SIDE / 2**20,
+            "files_mb": files_bytes / 2**20,
+            "generate_s": generate_s,
+            "build_s": float(build_s),
+            "reuse_s": reuse_s,
+            "build_rss_mb": build_rss,
+            "steps": steps,
+            "rss_peak_mb": mapped,
+            "rss_in_memory_mb": resident,
+            "rss_import_mb": baseline,
+            "rss_over_import_mb": mapped - baseline,
+            "decode_workers": int(os.environ.get("GANCTL_DECODE_WORKERS") or len(os.sched_getaffinity(0))),
+        },
+    )
+
+
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--folder", action="store_true", help="dataset=folder: a generated folder of image files, mapped")
+    p.add_argument("--images", type=int, default=None, help="with --folder: files to generate (default 100,000)")
+    args = p.parse_args()
     device = common.setup(args)
+    if args.folder:
+        return folder_main(args, device)
     n, steps = (2_000, 10) if args.smoke else (60_000, 300)
     with tempfile.TemporaryDirectory(prefix="ganctl_bench_") as tmp:
         tmp = Path(tmp)

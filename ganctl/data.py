@@ -1,12 +1,14 @@
-"""Datasets as one tensor on the training device, and the batch sampler that indexes it."""
+"""Datasets as one tensor on the training device (or memory-mapped from disk), and the batch sampler that indexes it."""
 
 from __future__ import annotations
 
 import codecs
 import gzip
+import logging
 import math
 import os
 import pickle
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +17,26 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ganctl import folder
 from ganctl.config import DatasetConfig
 from ganctl.errors import DataError
 
 SPLITS = ("train", "test", "extra")
+log = logging.getLogger("ganctl.data")
 
 
 @dataclass
 class Dataset:
-    """All samples of one split, resident on the device; `batch` normalises there."""
+    """All samples of one split, resident on the device (or mapped from disk); `batch` normalises there."""
 
     name: str
     data: torch.Tensor  # N x C x H x W uint8 for images, N x D float32 for points (gaussian1d, 2-D mixtures)
     range: tuple[float, float]
+    labels: torch.Tensor | None = None  # int64 N class indices, on the training device, when asked for
+    classes: list[str] | None = None  # the name of each class index
+    # Set when `data` is a read-only view of a memory map on the CPU (dataset=folder, too large for
+    # memory): batches are read from it and moved to the device of the indices.
+    mapped: folder.MappedImages | None = None
 
     @property
     def is_image(self) -> bool:
@@ -41,11 +50,21 @@ class Dataset:
         return self.data.shape[0]
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.data.index_select(0, idx)  # 12x faster than data[idx] for a uint8 batch on CPU
+        if self.mapped is not None:
+            # One host sync per batch on a GPU: the rows come from disk through the CPU anyway.
+            x = torch.from_numpy(self.mapped.rows(idx.cpu().numpy())).to(idx.device)
+        else:
+            x = self.data.index_select(0, idx)  # 12x faster than data[idx] for a uint8 batch on CPU
         if not self.is_image:
             return x
         lo, hi = self.range
         return x.float().mul_((hi - lo) / 255.0).add_(lo)
+
+    def batch_labels(self, idx: torch.Tensor) -> torch.Tensor:
+        """The class indices of the samples `idx`, on the device of `idx`."""
+        if self.labels is None:
+            raise RuntimeError(f"dataset {self.name} was loaded without labels: load_dataset(..., labels=True)")
+        return self.labels.index_select(0, idx.to(self.labels.device)).to(idx.device)
 
 
 def data_root(cfg: DatasetConfig) -> Path:
@@ -183,12 +202,13 @@ def locate_svhn(cfg: DatasetConfig) -> Path:
     return path
 
 
-def load_svhn(cfg: DatasetConfig, seed: int) -> np.ndarray:
+def read_svhn(cfg: DatasetConfig, labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 N x 3 x 32 x 32 images, int64 N digits 0..9 when `labels`) from one read of the .mat."""
     import scipy.io
 
     path = locate_svhn(cfg)
     try:
-        mat = scipy.io.loadmat(str(path), variable_names=["X"])
+        mat = scipy.io.loadmat(str(path), variable_names=["X", "y"] if labels else ["X"])
     except Exception as exc:  # scipy raises several types for a damaged file
         raise DataError(f"{path} is not a readable SVHN .mat file ({exc})") from None
     x = mat.get("X")
@@ -196,7 +216,17 @@ def load_svhn(cfg: DatasetConfig, seed: int) -> np.ndarray:
         raise DataError(f"{path} has no uint8 array X of shape 32x32x3xN")
     # The .mat stores H x W x C x N; the reference code's N x C x W x H swaps the image
     # axes and un-swaps them for display; we keep the true orientation throughout.
-    return np.ascontiguousarray(x.transpose(3, 2, 0, 1))
+    images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
+    if not labels:
+        return images, None
+    y = mat.get("y")
+    if y is None or y.size != len(images) or not ((y >= 1) & (y <= 10)).all():
+        raise DataError(f"{path} has no labels y: expected {len(images)} digits in 1..10 (10 for the digit 0)")
+    return images, y.reshape(-1).astype(np.int64) % 10  # SVHN writes the digit 0 as 10
+
+
+def load_svhn(cfg: DatasetConfig, seed: int) -> np.ndarray:
+    return read_svhn(cfg)[0]
 
 
 def svhn_size(cfg: DatasetConfig) -> int:
@@ -358,6 +388,22 @@ def load_mixture(cfg: DatasetConfig, seed: int) -> np.ndarray:
     return points.float().numpy()
 
 
+# --- A folder of the user's own images, packed once into a cache under the data root (folder.py).
+def folder_cache(cfg: DatasetConfig) -> Path:
+    return data_root(cfg) / "folder-cache"
+
+
+def load_folder(cfg: DatasetConfig, seed: int) -> np.ndarray:
+    packed = folder.prepare(cfg, folder_cache(cfg))
+    folder.announce(packed)
+    return packed.load()
+
+
+def folder_size(cfg: DatasetConfig) -> int:
+    # Builds the cache on a first run, so that the load after the size check only reuses it.
+    return len(folder.prepare(cfg, folder_cache(cfg)))
+
+
 DATASETS: dict[str, Callable[[DatasetConfig, int], np.ndarray]] = {
     "mnist": load_idx,
     "fashion_mnist": load_idx,
@@ -366,6 +412,7 @@ DATASETS: dict[str, Callable[[DatasetConfig, int], np.ndarray]] = {
     "gaussian1d": load_gaussian1d,
     "ring8": load_mixture,
     "grid25": load_mixture,
+    "folder": load_folder,
 }
 
 
@@ -377,18 +424,146 @@ SIZES: dict[str, Callable[[DatasetConfig], int]] = {
     "gaussian1d": lambda cfg: cfg.samples_per_epoch,
     "ring8": lambda cfg: cfg.samples_per_epoch,
     "grid25": lambda cfg: cfg.samples_per_epoch,
+    "folder": folder_size,
 }
 
 
 def dataset_size(cfg: DatasetConfig) -> int:
-    """Number of samples, from file headers where the format has them (downloading first when missing and allowed)."""
+    """Number of samples, from file headers where the format has them (downloading first when missing and allowed).
+
+    For dataset=folder this decodes the folder into its cache when no cache matches it yet.
+    """
     return SIZES[cfg.name](cfg)
 
 
-def load_dataset(cfg: DatasetConfig, device: torch.device, seed: int = 0) -> Dataset:
-    array = DATASETS[cfg.name](cfg, seed)
+# --- Class labels, for class-conditional models: (images, int64 N labels, class names).
+DIGITS = [str(d) for d in range(10)]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _idx_labelled(cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, labels = load_idx(cfg, seed), load_idx_labels(cfg)
+    if len(labels) != len(images):
+        raise DataError(
+            f"{locate_idx(cfg, labels=True)} holds {len(labels)} labels for the {len(images)} images of "
+            f"{locate_idx(cfg)}; accepted: the label file of the same split"
+        )
+    return images, labels, FASHION_MNIST_CLASSES if cfg.name == "fashion_mnist" else DIGITS
+
+
+def _svhn_labelled(cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    images, labels = read_svhn(cfg, labels=True)
+    return images, labels, DIGITS
+
+
+def _cifar10_labelled(cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    return (*read_cifar10(locate_cifar10(cfg)), CIFAR10_CLASSES)
+
+
+LABELLED: dict[str, Callable[[DatasetConfig, int], tuple[np.ndarray, np.ndarray, list[str]]]] = {
+    "mnist": _idx_labelled,
+    "fashion_mnist": _idx_labelled,
+    "svhn": _svhn_labelled,
+    "cifar10": _cifar10_labelled,
+}
+
+
+def has_labels(cfg: DatasetConfig) -> bool:
+    """Whether load_dataset(cfg, ..., labels=True) can give each sample a class."""
+    return cfg.name in LABELLED or (cfg.name == "folder" and cfg.labels == "subfolders")
+
+
+def _no_labels(cfg: DatasetConfig) -> DataError:
+    accepted = f"accepted: {', '.join(LABELLED)}, or folder with dataset.labels=subfolders"
+    if cfg.name == "folder":
+        return DataError(f"dataset=folder has class labels only with dataset.labels=subfolders; {accepted}")
+    return DataError(f"dataset={cfg.name} has no class labels; {accepted}")
+
+
+# --- Loading onto the device.
+def load_dataset(cfg: DatasetConfig, device: torch.device, seed: int = 0, labels: bool = False) -> Dataset:
+    """The split on `device`, with each sample's class when `labels` (DataError for a dataset without)."""
+    if labels and not has_labels(cfg):
+        raise _no_labels(cfg)
+    value_range = (float(cfg.range[0]), float(cfg.range[1]))
+    if cfg.name == "folder":
+        return _load_folder_dataset(cfg, device, value_range, labels)
+    if labels:
+        array, y, classes = LABELLED[cfg.name](cfg, seed)
+    else:
+        array, y, classes = DATASETS[cfg.name](cfg, seed), None, None
     data = torch.from_numpy(np.array(array, copy=True)).to(device)  # frombuffer arrays are read-only
-    return Dataset(cfg.name, data, (float(cfg.range[0]), float(cfg.range[1])))
+    label_tensor = None if y is None else torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
+    return Dataset(cfg.name, data, value_range, label_tensor, classes)
+
+
+def _load_folder_dataset(
+    cfg: DatasetConfig, device: torch.device, value_range: tuple[float, float], labels: bool
+) -> Dataset:
+    packed = folder.prepare(cfg, folder_cache(cfg))
+    folder.announce(packed)
+    y = torch.from_numpy(packed.labels()).to(device) if labels else None
+    classes = packed.classes if labels else None
+    nbytes = math.prod(packed.shape)
+    in_memory, why = fits_in_memory(nbytes, device)
+    mb = folder.megabytes(nbytes)
+    if not in_memory:
+        log.info(f"dataset=folder: the {mb} pack is read memory-mapped from disk: {why}")
+        mapped = folder.MappedImages(packed.images_path)
+        with warnings.catch_warnings():
+            # The map is read-only and nothing writes to a dataset; torch only warns that it could.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            data = torch.from_numpy(mapped.array)
+        return Dataset(cfg.name, data, value_range, y, classes, mapped)
+    log.info(f"dataset=folder: the {mb} pack is loaded onto {device}: {why}")
+    if device.type == "cuda":
+        # Copied through the map in slices: the host never holds a second whole copy.
+        source = np.load(packed.images_path, mmap_mode="r")  # sequential: the kernel's read-ahead helps
+        data = torch.empty(source.shape, dtype=torch.uint8, device=device)
+        step = max(1, 2**28 // max(1, math.prod(source.shape[1:])))
+        for a in range(0, len(source), step):
+            data[a : a + step].copy_(torch.from_numpy(np.array(source[a : a + step])))
+    else:
+        data = torch.from_numpy(packed.load()).to(device)
+    return Dataset(cfg.name, data, value_range, y, classes)
+
+
+def available_ram() -> int:
+    """Bytes of RAM the kernel could give without swapping (MemAvailable), or the free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def fits_in_memory(nbytes: int, device: torch.device) -> tuple[bool, str]:
+    """Whether a pack of `nbytes` goes into the device's memory, and why.
+
+    GANCTL_MMAP=1 maps it, GANCTL_MMAP=0 loads it. Otherwise a CUDA device takes it when it is under
+    half of the device's free memory (the rest is for the models and activations); elsewhere it
+    is loaded when under a quarter of the available RAM (room for the run, other processes and
+    the page cache), and mapped from disk when larger.
+    """
+    choice = os.environ.get("GANCTL_MMAP", "auto").strip().lower() or "auto"
+    if choice not in ("0", "1", "auto"):
+        raise DataError(f"GANCTL_MMAP={choice} is invalid; accepted: 1 (memory-map), 0 (load), auto")
+    if choice != "auto":
+        return choice == "0", f"GANCTL_MMAP={choice}"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return (
+            nbytes < free / 2,
+            f"{'under' if nbytes < free / 2 else 'over'} half of the {free / 2**30:.1f} GB free on {device}",
+        )
+    ram = available_ram()
+    fits = nbytes < ram / 4
+    return fits, f"{'under' if fits else 'over'} a quarter of the {ram / 2**30:.1f} GB of available RAM"
 
 
 class BatchSampler:

@@ -11,6 +11,7 @@ The same composition (Hydra's, from ganctl's conf/) and the same validation as `
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ from ganctl import images, plots
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError
-from ganctl.generation import generate, seeded
+from ganctl.generation import class_labels, generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 
@@ -99,18 +100,29 @@ class Generator:
     ) -> torch.Tensor:
         """n samples on the CPU in the data's range (images N x C x H x W), the same for a seed on any device.
 
-        `class_` asks a class-conditional generator for one class; the models so far are unconditional.
+        `class_` asks a class-conditional generator for one class (an index or a name in `classes`);
+        without it a conditional generator draws every class in turn, in equal blocks.
         """
         if n < 1:
             raise ConfigError(f"n={n} is invalid; accepted: a number of samples >= 1")
-        if class_ is not None:
-            raise ConfigError(f"class_={class_!r}: this generator is not class-conditional; accepted: class_=None")
-        return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500)
+        labels = None
+        if class_ is not None or self.classes is not None:
+            label = None if class_ is None else self.loaded.class_label(class_)
+            labels = class_labels(n, len(self.classes), label)
+        return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500, labels=labels)
 
-    def grid(self, n: int = 64, seed: int = 0, nrow: int | None = None) -> Image.Image:
-        """n samples as one picture (a histogram for the 1-D Gaussian)."""
-        x = self.sample(n, seed)
+    @property
+    def classes(self) -> list[str] | None:
+        """A conditional generator's class names, by label; None for an unconditional one."""
+        return self.loaded.classes
+
+    def grid(self, n: int = 64, seed: int = 0, nrow: int | None = None, class_: int | str | None = None) -> Image.Image:
+        """n samples as one picture (a histogram for the 1-D Gaussian); one row per class for a
+        conditional generator unless `class_` picks one."""
+        x = self.sample(n, seed, class_=class_)
         if self.loaded.is_image:
+            if nrow is None and self.classes is not None and class_ is None:
+                nrow = math.ceil(n / len(self.classes))
             return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n**0.5)))
         d = self.cfg.dataset
         return plots.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")

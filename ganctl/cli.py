@@ -22,7 +22,7 @@ commands:
   sample       draw samples from a checkpoint    ganctl sample outputs/.../checkpoints/last.pt -o s.png
   interpolate  walk the latent space             ganctl interpolate RUN_DIR -o walk.gif
   eval         score samples against real data   ganctl eval RUN_DIR
-  report       summarise a sweep                 ganctl report multirun/DATE/TIME
+  report       a run's pictures, a sweep's table ganctl report RUN_DIR (or multirun/DATE/TIME)
   inspect      show what a checkpoint holds      ganctl inspect RUN_DIR [--json]
 
 `ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others;
@@ -508,7 +508,7 @@ def _train_task(cfg) -> float | None:
     scored = f"; {metric} {summary['metric_value']:.4g}" if summary.get("metric_value") is not None else ""
     print(
         f"ganctl: {summary['steps']} steps at {summary['steps_per_s']} steps/s{scored}; outputs in {run_dir}:"
-        " metrics.csv, samples/, checkpoints/last.pt"
+        " metrics.csv, curves.png, samples/ (progress.gif), checkpoints/last.pt"
     )
     # What a sweeper minimises (hydra/sweeper=optuna): the final evaluation metric, FD or W1.
     return summary.get("metric_value")

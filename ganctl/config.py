@@ -51,6 +51,10 @@ class ModelConfig:
     d_norm: str = "none"
     d_features: str = "none"
     width: int = 64
+    # Miyato et al. 2018: every weight layer of D divided by its largest singular value
+    d_spectral_norm: bool = False
+    # G(z, y) and a projection D(x, y) on the dataset's class labels (Miyato & Koyama 2018)
+    conditional: bool = False
 
 
 @dataclass
@@ -58,6 +62,10 @@ class LossConfig:
     name: str = "bce"
     gp_weight: float = 10.0
     d_batch: str = "separate"
+    # Mescheder et al. 2018's R1: (r1_gamma / 2) E|grad_x D(x)|^2 on real batches; computed every
+    # r1_every-th D update and scaled by r1_every (StyleGAN2's lazy regularisation)
+    r1_gamma: float = 0.0
+    r1_every: int = 1
 
 
 @dataclass
@@ -79,6 +87,8 @@ class OptimConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     impl: str = "auto"
+    schedule: str = "constant"  # constant, or linear: decay to 0 at the last step from decay_start
+    decay_start: float = 0.5  # the fraction of the run after which linear decay begins
     g: OptimOverride = field(default_factory=OptimOverride)
     d: OptimOverride = field(default_factory=OptimOverride)
 
@@ -105,6 +115,11 @@ class TrainerConfig:
     backward: str = "auto"
     channels_last: Optional[bool] = None  # null: auto (timed for conv nets)
     ema: Optional[float] = None
+    # G_ema by half-life in images (StyleGAN2-ADA's ema_kimg x 1000), capped at warm-up x images
+    # seen so far so that early averages do not hold on to the random initial weights
+    ema_half_life: Optional[float] = None
+    ema_warmup: Optional[float] = None
+    augment: List[str] = field(default_factory=list)  # DiffAugment: any of color, translation, cutout
     devices: int = 1
     eval_every: Optional[int] = None
     eval_samples: int = 2000

@@ -289,9 +289,16 @@ def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True)
 
 
 def image_metrics(
-    x: torch.Tensor, fm: FeatureModel, device: torch.device, batch_size: int, pr_samples: int, seed: int
+    x: torch.Tensor,
+    fm: FeatureModel,
+    device: torch.device,
+    batch_size: int,
+    pr_samples: int,
+    seed: int,
+    labels: torch.Tensor | None = None,
 ) -> dict:
-    """Every image metric of uint8 samples against the cached real statistics."""
+    """Every image metric of uint8 samples against the cached real statistics; with the classes a
+    conditional G was asked for (`labels`), how often the classifier agrees with them."""
     feats, probs = embed_all(fm.net, x, device, batch_size)
     mu, sigma = feature_stats(feats)
     out = {
@@ -305,4 +312,6 @@ def image_metrics(
     real_sub = fm.real_features[rng.permutation(len(fm.real_features))[:m]]
     out.update(metrics.precision_recall(real_sub, fake_sub, k=PR_K))
     out["pr_samples"] = m
+    if labels is not None:
+        out["class_accuracy"] = float((probs.argmax(axis=1) == labels.numpy()).mean())
     return out

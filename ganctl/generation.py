@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -41,6 +42,14 @@ def seeded(n: int, model: ModelConfig, seed: int, truncation: float | None = Non
     return latents(n, model, generator=torch.Generator().manual_seed(seed), truncation=truncation)
 
 
+def class_labels(n: int, n_classes: int, label: int | None = None) -> torch.Tensor:
+    """Labels for n samples of a conditional G: all `label`, or every class in turn in equal
+    blocks (ceil(n / n_classes) each), so a grid of that many columns has one row per class."""
+    if label is not None:
+        return torch.full((n,), label, dtype=torch.long)
+    return torch.arange(n) // math.ceil(n / n_classes)
+
+
 @torch.no_grad()
 def generate(
     G: nn.Module,
@@ -48,8 +57,10 @@ def generate(
     batch_size: int | None = None,
     progress: bool = False,
     convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """G(z) in eval mode on G's device, in batches, returned as float32 (or `convert`ed) on the CPU.
+    """G(z), or G(z, labels) for a conditional G, in eval mode on G's device, in batches, returned
+    as float32 (or `convert`ed) on the CPU.
 
     `convert` maps each batch before it is kept (e.g. to uint8 pixels): 50,000 SVHN samples are
     600 MB as float32 but 150 MB as uint8, so large draws never hold the float copy.
@@ -62,7 +73,8 @@ def generate(
     try:
         chunks = []
         for start in tqdm(starts, desc="sample", unit="batch", disable=not progress or len(starts) < 2):
-            x = G(z[start : start + step].to(device)).float()
+            zs = z[start : start + step].to(device)
+            x = (G(zs) if labels is None else G(zs, labels[start : start + step].to(device))).float()
             chunks.append((convert(x) if convert is not None else x).cpu())
         return torch.cat(chunks)
     finally:

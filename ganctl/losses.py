@@ -14,7 +14,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 Tensor = torch.Tensor
 
@@ -55,7 +54,9 @@ def lsgan_g(fake: Tensor) -> Tensor:
     return 0.5 * (fake - 1).pow(2).mean()
 
 
-def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def gradient_penalty(
+    D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, scale: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Gulrajani et al. 2017's two-sided penalty E[(|grad D(x_hat)| - 1)^2] on random interpolates,
     and the mean gradient norm (detached) for the log.
 
@@ -72,6 +73,18 @@ def gradient_penalty(D: nn.Module, real: Tensor, fake: Tensor, scale: Tensor | N
         grad = grad / scale
     norm = grad.flatten(1).norm(2, dim=1)
     return (norm - 1).pow(2).mean(), norm.mean().detach()
+
+
+def r1_penalty(D: Callable[[Tensor], Tensor], real: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Mescheder et al. 2018's R1, E[|grad_x D(x)|^2] on real samples (to be weighted by gamma / 2),
+    and the mean gradient norm (detached) for the log. `scale` as in gradient_penalty."""
+    x = real.detach().requires_grad_(True)
+    out = D(x).float().sum()
+    (grad,) = torch.autograd.grad(out if scale is None else out * scale, x, create_graph=True)
+    if scale is not None:
+        grad = grad / scale
+    sq = grad.square().flatten(1).sum(1)
+    return sq.mean(), sq.detach().sqrt().mean()
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,35 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"], **flags)
     flags.pop("fused", None)  # RMSprop has no fused kernel
     return torch.optim.RMSprop(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"], **flags)
+
+
+SCHEDULES = ("constant", "linear")
+
+
+class Schedule:
+    """The learning rates of a run's optimisers as a function of the step: `constant`, or `linear`
+    decay from the configured rates to zero at the last step, starting at `decay_start` of the run.
+
+    A function of the step alone, so a resumed run needs no saved state for it.
+    """
+
+    def __init__(self, cfg: OptimConfig, total_steps: int, optimizers: list[torch.optim.Optimizer]):
+        self.kind, self.total = cfg.schedule, total_steps
+        self.start = int(cfg.decay_start * total_steps)
+        # The optimisers, not their groups: load_state_dict (a resume) replaces the group dicts.
+        self.optimizers = optimizers
+        self.base = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
+
+    def factor(self, step: int) -> float:
+        if self.kind == "constant" or step < self.start:
+            return 1.0
+        return max(0.0, 1.0 - (step - self.start) / max(1, self.total - self.start))
+
+    def apply(self, step: int) -> None:
+        """Set every group's rate for the update that makes step `step` + 1."""
+        if self.kind == "constant":
+            return
+        f = self.factor(step)
+        for opt, rates in zip(self.optimizers, self.base):
+            for group, base in zip(opt.param_groups, rates):
+                group["lr"] = base * f

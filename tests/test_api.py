@@ -40,7 +40,7 @@ def test_compose_and_train_in_one_call(tmp_path):
 
 def test_class_of_an_unconditional_generator_is_refused(tmp_path):
     run = ganctl.train("gaussian1d", tmp_path / "g", "trainer.steps=5", "trainer.log_every=5", "trainer.progress=false")
-    with pytest.raises(ConfigError, match="class_=3: this generator is not class-conditional"):
+    with pytest.raises(ConfigError, match="class 3: this generator is not class-conditional"):
         run.generator().sample(4, class_=3)
 
 

@@ -152,6 +152,19 @@ def test_feature_net_accuracy_and_real_vs_real_far_below_noise(fitted):
     assert np.isfinite(real_vs_real) and real_vs_real * 20 < noise_vs_real, (real_vs_real, noise_vs_real)
 
 
+@pytest.mark.slow
+def test_class_accuracy_counts_agreement_with_the_asked_classes(fitted):
+    _, cfg, model = fitted
+    real = features.load_real(cfg)
+    x, y = real.images[-1000:], real.labels[-1000:]  # the held-out images the net never trained on
+    right = features.image_metrics(x, model, torch.device("cpu"), 500, 200, 0, labels=y)
+    # Asking for the true classes gives the net's held-out accuracy (the same 1,000 images).
+    assert right["class_accuracy"] == pytest.approx(model.accuracy, abs=1e-9)
+    wrong = features.image_metrics(x, model, torch.device("cpu"), 500, 200, 0, labels=(y + 1) % 10)
+    assert wrong["class_accuracy"] < 0.05  # asking for the next digit: the net agrees only where it errs
+    assert "class_accuracy" not in features.image_metrics(x, model, torch.device("cpu"), 500, 200, 0)
+
+
 @pytest.fixture(scope="module")
 def trained_run(fitted, tmp_path_factory):
     root, _, _ = fitted

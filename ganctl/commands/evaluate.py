@@ -13,12 +13,13 @@ import torch
 
 from ganctl import features, images, metrics
 from ganctl.config import DatasetConfig
+from ganctl.data import DATASETS as LOADERS
 from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError, DataError
 from ganctl.features import PR_K, image_metrics
 from ganctl.files import atomic_write
-from ganctl.generation import generate, seeded
+from ganctl.generation import class_labels, generate, seeded
 from ganctl.training import checkpoint
 from ganctl.training.checkpoint import load_generator
 
@@ -66,6 +67,14 @@ def build_parser() -> ArgumentParser:
         help="ganctl (the cached small classifier, default) or inception (standard FID; needs "
         "torch-fidelity or torchmetrics[image])",
     )
+    p.add_argument(
+        "--nn",
+        action="store_true",
+        help="instead of scoring, draw a nearest-neighbour sheet (default <checkpoint or npz stem>_nn.png, "
+        "or -o FILE.png): each sample beside its closest real images, to see that G does not copy them",
+    )
+    p.add_argument("--nn-rows", type=int, default=8, help="samples on the --nn sheet, one row each (default 8)")
+    p.add_argument("--nn-k", type=int, default=5, help="nearest real images shown per sample (default 5)")
     p.add_argument(
         "--pr-samples",
         type=int,
@@ -193,6 +202,63 @@ def default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}_eval.json")
 
 
+NN_CHUNK = 2048  # real images per distance block: 2048 x 3072 float64 is 50 MB for CIFAR-10
+
+
+def nearest_real(queries: torch.Tensor, real: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each uint8 query image, the indices and L2 pixel distances of its k nearest real images, nearest first.
+
+    |q - r|^2 = |q|^2 - 2 q.r + |r|^2 over blocks of NN_CHUNK real images, keeping a running top k,
+    so 60,000 training images never sit in memory as floats at once. float64 keeps the sums of
+    squared 0-255 pixels exact integers: a copied training image comes out at distance 0, not 1e-3.
+    """
+    q = queries.flatten(1).double()
+    qq = (q * q).sum(1, keepdim=True)
+    best_d = torch.empty(len(q), 0, dtype=torch.float64)
+    best_i = torch.empty(len(q), 0, dtype=torch.long)
+    for start in range(0, len(real), NN_CHUNK):
+        block = real[start : start + NN_CHUNK].flatten(1).double()
+        d2 = (qq - 2 * q @ block.T + (block * block).sum(1)).clamp_(min=0)
+        index = torch.arange(start, start + len(block)).expand(len(q), -1)
+        d2, index = torch.cat([best_d, d2], 1), torch.cat([best_i, index], 1)
+        top = d2.topk(min(k, d2.shape[1]), dim=1, largest=False, sorted=True)
+        best_d, best_i = top.values, index.gather(1, top.indices)
+    return best_i, best_d.sqrt()
+
+
+def asked_classes(model, n: int) -> torch.Tensor | None:
+    """A conditional generator's labels for n samples: every class in equal blocks (None otherwise).
+    Its class_accuracy is how often the feature net agrees with the class asked for."""
+    return None if model is None or model.classes is None else class_labels(n, len(model.classes))
+
+
+def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path: Path) -> None:
+    """--nn: `args.nn_rows` samples, each beside its `args.nn_k` nearest real images, as one PNG."""
+    if x is None:
+        z = seeded(args.nn_rows, model.cfg.model, args.seed)
+        to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
+        x = generate(model.G, z, args.batch_size, convert=to_pixels, labels=asked_classes(model, args.nn_rows))
+    samples = x[: args.nn_rows]
+    real = torch.from_numpy(np.array(LOADERS[dcfg.name](dcfg, 0), copy=True))  # frombuffer arrays are read-only
+    if tuple(real.shape[1:]) != tuple(samples.shape[1:]):
+        raise ConfigError(
+            f"the samples are {tuple(samples.shape[1:])} (C x H x W) but {dcfg.name} {dcfg.split} images are "
+            f"{tuple(real.shape[1:])}; accepted: samples of the dataset's shape"
+        )
+    k = min(args.nn_k, len(real))
+    index, dist = nearest_real(samples, real, k)
+    # For scale: how far real images lie from their nearest other real image (column 0 is the image itself).
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(args.seed))[: args.nn_rows]
+    reference = nearest_real(real[pick], real, 2)[1][:, -1] if len(real) > 1 else torch.zeros(1)
+    title = f"sample | {k} nearest {dcfg.name} {dcfg.split} images (L2, pixels 0-255)"
+    images.save_png(images.nn_sheet(samples, real[index], dist, title), out_path)
+    print(
+        f"nearest real image of {len(samples)} samples: L2 median {dist[:, 0].median():.0f} (min "
+        f"{dist[:, 0].min():.0f}); real images to their nearest other: median {reference.median():.0f} "
+        f"({dcfg.name} {dcfg.split}, {len(real)} images; a copy is 0)  -> {out_path}"
+    )
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "fit":
         fit_main(argv[1:])
@@ -207,7 +273,12 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"--batch-size {args.batch_size} is invalid; accepted: an integer >= 1")
     if args.pr_samples <= PR_K:
         raise ConfigError(f"--pr-samples {args.pr_samples} is invalid; accepted: an integer > {PR_K}")
-    if args.features == "inception":
+    if args.nn_rows < 1 or args.nn_k < 1:
+        bad = f"--nn-rows {args.nn_rows}" if args.nn_rows < 1 else f"--nn-k {args.nn_k}"
+        raise ConfigError(f"{bad} is invalid; accepted: an integer >= 1")
+    if args.nn and args.output is not None and Path(args.output).suffix.lower() != ".png":
+        raise ConfigError(f"-o {args.output}: --nn draws a picture; accepted: -o FILE.png")
+    if args.features == "inception" and not args.nn:
         inception_backend()  # fail before any work when the library is missing
     if args.output is not None and not Path(args.output).parent.is_dir():
         raise ConfigError(f"-o {args.output}: folder {Path(args.output).parent} does not exist; create it first")
@@ -244,6 +315,15 @@ def main(argv: list[str]) -> None:
         report.update(kind="checkpoint", step=step, ema=model.ema)
         x = None
     report.update(dataset=dcfg.name, split=dcfg.split)
+    if args.nn:
+        if not (model.is_image if model is not None else dcfg.name in IMAGE_SHAPES):
+            raise ConfigError(
+                f"--nn compares images with their nearest real images, and a {dcfg.name} model draws points; "
+                f"accepted: an image model ({', '.join(IMAGE_SHAPES)}); for {dcfg.name}, ganctl eval "
+                "without --nn scores the samples against the target"
+            )
+        nn_sheet(args, x, model, dcfg, Path(args.output) if args.output else source.with_name(f"{source.stem}_nn.png"))
+        return
     out_path = Path(args.output) if args.output else default_output(source)
 
     if dcfg.name == "gaussian1d":
@@ -270,10 +350,12 @@ def main(argv: list[str]) -> None:
             f"{dcfg.std:g}; n {args.n})"
         )
     else:
+        labels = None
         if x is None:
             z = seeded(args.n, model.cfg.model, args.seed)
+            labels = asked_classes(model, args.n)
             to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
-            x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels)
+            x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels, labels=labels)
         if len(x) < 2:
             raise ConfigError(f"{target} holds {len(x)} image; accepted: at least 2 samples")
         report["n"] = len(x)
@@ -284,7 +366,7 @@ def main(argv: list[str]) -> None:
             line = f"fid_inception {fid:.3f}  (n {len(x)} vs {dcfg.name} {dcfg.split})"
         else:
             fm = features.load_or_fit(dcfg, device)
-            result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed)
+            result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed, labels=labels)
             report.update(
                 features="ganctl",
                 feature_net={"path": str(fm.path), "sha256": fm.checksum, "heldout_accuracy": fm.accuracy},
@@ -294,8 +376,9 @@ def main(argv: list[str]) -> None:
                 f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
                 f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
                 f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
-                f"recall {result['recall']:.3f}  (n {len(x)}, feature net {dcfg.name}/{dcfg.split} "
-                f"acc {fm.accuracy:.2%})"
+                f"recall {result['recall']:.3f}  "
+                + (f"class_accuracy {result['class_accuracy']:.2%}  " if "class_accuracy" in result else "")
+                + f"(n {len(x)}, feature net {dcfg.name}/{dcfg.split} acc {fm.accuracy:.2%})"
             )
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(out_path, lambda f: f.write(text.encode()))

@@ -54,7 +54,7 @@ def describe(target: str) -> dict:
         "loss": cfg.loss.name,
         "parameters": params,
         "ema": ckpt.get("G_ema") is not None,
-        "labels": ckpt.get("labels"),
+        "labels": ckpt.get("classes"),  # a conditional run's class names
         "changed": {k: v for k, v in values.items() if v != defaults.get(k)},
         "last_metrics": _last_row(run_dir),
         "best_metric": ckpt.get("best_metric"),

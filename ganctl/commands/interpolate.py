@@ -382,6 +382,13 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=500, help="latents through G at once (default 500)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument(
+        "--class",
+        dest="class_",
+        default=None,
+        metavar="C",
+        help="a conditional generator's class for every row, by index or name (default: row r draws class r)",
+    )
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
@@ -410,7 +417,13 @@ def main(argv: list[str]) -> None:
     points, origin = choose_points(args, model.cfg)
     z, positions = latent_path(points, args.steps, mode, closed=args.waypoints is not None)
     rows, frames = z.shape[:2]
-    x = generate(model.G, z.flatten(0, 1), args.batch_size, progress=True)
+    labels = None
+    if args.class_ is not None or model.classes is not None:
+        label = model.class_label(args.class_) if args.class_ is not None else None
+        # One class per row, held along the path: the walk moves through z only.
+        row_labels = torch.full((rows,), label) if label is not None else torch.arange(rows) % len(model.classes)
+        labels = row_labels.repeat_interleave(frames)
+    x = generate(model.G, z.flatten(0, 1), args.batch_size, progress=True, labels=labels)
     x = x.view(rows, frames, *x.shape[1:])
     render(x, positions, points, model, out, mode, args.fps, args.zoom, args.force)
     print(

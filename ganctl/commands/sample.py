@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,7 @@ from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.files import atomic_write, refused
-from ganctl.generation import generate, seeded
+from ganctl.generation import class_labels, generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 IMAGE_OUTPUTS = (".png", ".npz", ".pt", "folder")
@@ -141,6 +142,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--save-latents", default=None, metavar="Z.pt", help="also save the latents, e.g. for ganctl interpolate --from"
     )
+    p.add_argument(
+        "--class",
+        dest="class_",
+        default=None,
+        metavar="C",
+        help="a conditional generator's class, by index or name (default: every class, one grid row each)",
+    )
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
@@ -165,6 +173,12 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"-o {out}: unknown output type {kind!r} for this model; accepted: {', '.join(accepted)}")
     if args.truncation is not None and model.cfg.model.latent != "normal":
         raise ConfigError("--truncation applies to Gaussian latents; this model was trained on uniform ones")
+    labels = None
+    if args.class_ is not None or model.classes is not None:
+        label = None if args.class_ is None else model.class_label(args.class_)
+        labels = class_labels(args.n, len(model.classes), label)
+        if label is None and args.nrow is None:
+            args.nrow = math.ceil(args.n / len(model.classes))
     claim_output(out, args.force)
     if args.save_latents:
         claim_output(Path(args.save_latents), args.force)
@@ -173,7 +187,7 @@ def main(argv: list[str]) -> None:
     to_pixels = None
     if model.is_image and kind != ".pt":
         to_pixels = lambda batch: images.to_uint8(batch, model.cfg.dataset.range)  # noqa: E731
-    x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels)
+    x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels, labels=labels)
     if model.is_image:
         save_images(x, model, out, args.nrow, args.force)
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ganctl import images, plots
+from ganctl.commands.report import end_of_run
 from ganctl.config import RunConfig
 from ganctl.data import MIXTURES, mixture_modes
 from ganctl.errors import ConfigError, Diverged, Interrupted
@@ -49,9 +50,11 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
 def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) -> None:
     """The fixed-latent grid; a histogram against the target for the 1-D Gaussian, a scatter over
     the modes for the 2-D mixtures."""
-    fake = generate(r.state.G_sample, r.state.fixed_z)
+    fake = generate(r.state.G_sample, r.state.fixed_z, labels=r.state.fixed_y)
     if r.data.is_image:
-        grid = images.grid(images.to_uint8(fake, r.data.range), nrow=int(math.sqrt(len(fake))) or 1)
+        # A conditional G's grid has one row per class.
+        nrow = len(fake) // len(r.state.classes) if r.state.fixed_y is not None else int(math.sqrt(len(fake)))
+        grid = images.grid(images.to_uint8(fake, r.data.range), nrow=nrow or 1)
     elif cfg.dataset.name in MIXTURES:
         grid = images.scatter(
             fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}", std=cfg.dataset.std
@@ -131,8 +134,13 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     start = last_log_time = time.perf_counter()
     with StopRequest() as stop:
         while s.step < r.steps:
+            r.schedule.apply(s.step)
             # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
-            d_stats = [gan.d_phase(r.data.batch(s.sampler.next()), last=i == t.d_steps - 1) for i in range(t.d_steps)]
+            d_stats = []
+            for i in range(t.d_steps):
+                idx = s.sampler.next()
+                labels = r.data.batch_labels(idx) if gan.n_classes else None
+                d_stats.append(gan.d_phase(r.data.batch(idx), labels, last=i == t.d_steps - 1))
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             g_losses = []
             for _ in range(t.g_steps):
@@ -181,6 +189,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                     handler(stop_signal, None)  # e.g. submitit requeues the job, now that last.pt exists
                 raise Interrupted(stop_signal, s.step, run_dir)
     log.close()
+    if rank.is_main:
+        end_of_run(run_dir)  # curves.png and samples/progress.gif; a drawing failure only warns
     return summary(r, run_dir, row, (s.step - first_step) / (time.perf_counter() - start))
 
 

@@ -47,18 +47,36 @@ INITS: dict[str, Callable[[nn.Module], None] | None] = {
 }
 
 
-def build_models(cfg: ModelConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """Generator and discriminator of family `cfg.arch` for samples of `data_shape`."""
+def build_models(cfg: ModelConfig, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator of family `cfg.arch` for samples of `data_shape`; with
+    model.conditional, G(z, y) and D(x, y) for labels y in 0..n_classes-1."""
     G, D = MODELS[cfg.arch](cfg, data_shape)
+    if cfg.conditional:
+        if n_classes < 1:
+            raise ValueError("a conditional model needs the number of classes")
+        G = conditional.ConditionalGenerator(lambda c: MODELS[cfg.arch](c, data_shape)[0], cfg, n_classes)
+        D = conditional.ProjectionDiscriminator(D, n_classes)
     init = INITS[cfg.init]
     if init is not None:
         G.apply(init)
         D.apply(init)
+    if cfg.d_spectral_norm:
+        spectral_norm(D)
     return G, D
 
 
+def spectral_norm(module: nn.Module) -> nn.Module:
+    """Every Linear, Conv and Embedding weight of `module` divided by its largest singular value,
+    estimated by one power iteration per training forward (Miyato et al. 2018). Applied after the
+    initialisation, which then only sets the direction of each weight."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)):
+            nn.utils.parametrizations.spectral_norm(m)
+    return module
+
+
 # Imported last: the families use the blocks above.
-from ganctl.models import dcgan, mlp  # noqa: E402
+from ganctl.models import conditional, dcgan, mlp  # noqa: E402
 
 MODELS: dict[str, Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp.build,

@@ -71,6 +71,16 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's output, which the projection discriminator reads."""
+        for layer in self.net[:-1]:
+            x = layer(x)
+        return x
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.net[-1]
+
 
 def build(cfg: ModelConfig, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     return Generator(cfg, data_shape), Discriminator(cfg, data_shape)

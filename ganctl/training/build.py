@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ganctl import augment
 from ganctl.config import RunConfig
 from ganctl.data import BatchSampler, Dataset, load_dataset
 from ganctl.ema import EMA
@@ -17,7 +18,7 @@ from ganctl.errors import ConfigError
 from ganctl.generation import latents
 from ganctl.losses import LOSSES
 from ganctl.models import build_models, rows_independent
-from ganctl.optim import build_optimizer
+from ganctl.optim import Schedule, build_optimizer
 from ganctl.training import fast_paths
 from ganctl.training.distributed import Rank
 from ganctl.training.evaluator import Evaluator
@@ -39,6 +40,7 @@ class Run:
     state: TrainingState
     gan: GANStep
     evaluator: Evaluator | None
+    schedule: Schedule
 
 
 def total_steps(cfg: RunConfig, batches_per_epoch: int) -> int:
@@ -85,19 +87,28 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     check_data(cfg)
     if rank.is_main:
         rank.barrier()
-    data = load_dataset(cfg.dataset, device, cfg.seed)
+    data = load_dataset(cfg.dataset, device, cfg.seed, labels=cfg.model.conditional)
+    n_classes = len(data.classes or []) if cfg.model.conditional else 0
     sampler = BatchSampler(len(data), batch, device, epoch_batches=len(data) // t.batch_size)
     steps = total_steps(cfg, len(data) // t.batch_size)
-    G, D = build_models(cfg.model, data.shape)
+    G, D = build_models(cfg.model, data.shape, n_classes)
     G.to(device)
     D.to(device)
-    paths = choose_paths(cfg, G, D, data, device, rank, batch)
+    paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes)
     fast_paths.apply(paths, G, D, device, t.compile)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = latents(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device=device)
-    ema = EMA(G, t.ema) if t.ema is not None else None
-    state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema)
+    fixed_y = None
+    if n_classes:
+        # One row per class in the sample grids: num_samples rounded up to whole rows.
+        per_class = math.ceil(t.num_samples / n_classes)
+        fixed_z = latents(per_class * n_classes, cfg.model, device=device)
+        fixed_y = torch.arange(n_classes, device=device).repeat_interleave(per_class)
+    ema = None
+    if t.ema is not None or t.ema_half_life is not None:
+        ema = EMA(G, t.ema, t.ema_half_life, t.ema_warmup, t.batch_size)
+    state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema, fixed_y, data.classes)
     if resume is not None:
         state.load_state_dict(resume)
         if state.step >= steps:
@@ -110,13 +121,21 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
-    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward)
-    evaluator = Evaluator(cfg, data.is_image, device) if t.eval_every and rank.is_main else None
-    return Run(device, data, steps, state, gan, evaluator)
+    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes)
+    gan.d_updates = state.step * t.d_steps  # the lazy R1 stays on the same updates after a resume
+    evaluator = Evaluator(cfg, data.is_image, device, n_classes) if t.eval_every and rank.is_main else None
+    return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
 
 
 def choose_paths(
-    cfg: RunConfig, G: nn.Module, D: nn.Module, data: Dataset, device: torch.device, rank: Rank, batch: int
+    cfg: RunConfig,
+    G: nn.Module,
+    D: nn.Module,
+    data: Dataset,
+    device: torch.device,
+    rank: Rank,
+    batch: int,
+    n_classes: int = 0,
 ) -> fast_paths.Paths:
     """The step's implementation, kernels and memory format: where `auto` leaves a choice, the
     fastest combination timed here on this run's shapes (fast_paths.choose, cached per machine)."""
@@ -135,9 +154,11 @@ def choose_paths(
             rank,
             batch,
             paths.backward,
+            n_classes,
         )
         real = data.batch(torch.arange(batch, device=device))
-        return lambda: (gan.d_phase(real), gan.g_phase())
+        labels = data.batch_labels(torch.arange(batch, device=device)) if cfg.model.conditional else None
+        return lambda: (gan.d_phase(real, labels), gan.g_phase())
 
     key = {
         "device": str(device),
@@ -166,6 +187,7 @@ def make_step(
     rank: Rank,
     batch: int,
     backward: str,
+    n_classes: int = 0,
 ) -> GANStep:
     """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers."""
     t = cfg.trainer
@@ -181,6 +203,7 @@ def make_step(
         skip_nonfinite=t.on_nan == "skip",
         rank=rank,
         device=device,
+        n_classes=n_classes,
     )
     shuffled = cfg.loss.d_batch == "shuffled"
     if backward == "manual":
@@ -207,5 +230,8 @@ def make_step(
         joint=rows_independent(D),
         shuffled=shuffled,
         gp_weight=cfg.loss.gp_weight,
+        augment=augment.policy(t.augment),
+        r1_gamma=cfg.loss.r1_gamma,
+        r1_every=cfg.loss.r1_every,
         cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda",
     )

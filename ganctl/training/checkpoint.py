@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ganctl.config import RunConfig, to_run_config
-from ganctl.errors import CheckpointError
+from ganctl.errors import CheckpointError, ConfigError
 from ganctl.files import atomic_write, link_as, refused
 from ganctl.models import build_models
 
@@ -95,6 +95,24 @@ class LoadedGenerator:
     data_shape: tuple[int, ...]
     path: Path
     ema: bool  # the weights are G_ema's
+    classes: list[str] | None = None  # a conditional G's class names, by label
+
+    def class_label(self, asked: int | str) -> int:
+        """The label of `--class` given as an index or a class name; ConfigError naming the valid ones."""
+        if self.classes is None:
+            raise ConfigError(
+                f"class {asked!r}: this generator is not class-conditional (trained without model.conditional=true); "
+                "accepted: no class"
+            )
+        text = str(asked)
+        if text in self.classes:
+            return self.classes.index(text)
+        if text.lstrip("-").isdigit() and 0 <= int(text) < len(self.classes):
+            return int(text)
+        names = ", ".join(f"{i}={name}" for i, name in enumerate(self.classes))
+        if self.classes == [str(i) for i in range(len(self.classes))]:
+            names = f"0..{len(self.classes) - 1}"
+        raise ConfigError(f"class {asked!r} is not a class of this generator; accepted: {names}")
 
     @property
     def is_image(self) -> bool:
@@ -111,10 +129,11 @@ def load_generator(path: str | os.PathLike, device: torch.device, use_ema: bool 
     try:
         cfg = to_run_config(ckpt["config"])
         shape = tuple(int(s) for s in ckpt["data_shape"])
-        G, _ = build_models(cfg.model, shape)
+        classes = ckpt.get("classes")
+        G, _ = build_models(cfg.model, shape, len(classes or []))
         ema = use_ema and ckpt.get("G_ema") is not None
         G.load_state_dict(ckpt["G_ema"] if ema else ckpt["G"])
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise CheckpointError(f"{resolved}: generator does not match its recorded config ({reason})") from None
-    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema)
+    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema, classes if cfg.model.conditional else None)

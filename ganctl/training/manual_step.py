@@ -62,6 +62,10 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
             "model.d_features=moments with loss.d_batch=shuffled (only separate batches)",
         ),
         (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
+        (lo.r1_gamma > 0, "loss.r1_gamma > 0 (R1 needs autograd's double backward)"),
+        (m.d_spectral_norm, "model.d_spectral_norm=true"),
+        (m.conditional, "model.conditional=true"),
+        (bool(t.augment), f"trainer.augment={list(t.augment)} (only [])"),
         (t.precision != "fp32", f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
         (world is None and t.devices > 1, f"trainer.devices={t.devices} (DDP reduces gradients through autograd)"),
@@ -256,7 +260,7 @@ class ManualStep(GANStep):
         self._no_penalty = torch.zeros((), device=self.device)  # the log row's grad norm
 
     @torch.no_grad()
-    def d_grads(self, real, last):
+    def d_grads(self, real, labels=None, last=True):
         """With `last` (and where shared_g), G's forward pass also covers the next G phase's
         latents, drawn right after D's."""
         b, n_real = self.batch, real.shape[0]

@@ -22,8 +22,9 @@ def metric_fields(cfg: RunConfig, data_shape: tuple[int, ...], eval_fields: list
     """The columns of metrics.csv for this run."""
     # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
     fields = METRIC_FIELDS + (GAUSSIAN_FIELDS if tuple(data_shape) == (1,) else [])
-    if cfg.loss.name == "wgan_gp":
-        fields.append("grad_norm")  # critic gradient norm on interpolates; WGAN-GP pushes it to 1
+    if cfg.loss.name == "wgan_gp" or cfg.loss.r1_gamma > 0:
+        # WGAN-GP: the critic's gradient norm on interpolates, pushed to 1; R1: on real samples, pushed to 0
+        fields.append("grad_norm")
     if cfg.trainer.on_nan == "skip":
         fields.append("nan_skips")
     return fields + eval_fields + ["time", "steps_per_s"]

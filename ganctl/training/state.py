@@ -46,6 +46,8 @@ class TrainingState:
     data_shape: tuple[int, ...]
     device: torch.device
     ema: EMA | None = None
+    fixed_y: torch.Tensor | None = None  # the grid's class labels, for a conditional G
+    classes: list[str] | None = None  # the class names, so `ganctl sample --class NAME` works
     step: int = 0
     best: float | None = None  # the best evaluation score so far (lower is better)
 
@@ -69,6 +71,8 @@ class TrainingState:
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(self.device),
             "fixed_z": self.fixed_z.cpu(),
+            "fixed_y": None if self.fixed_y is None else self.fixed_y.cpu(),
+            "classes": None if self.classes is None else list(self.classes),
             "best_metric": self.best,
         }
 
@@ -85,13 +89,23 @@ class TrainingState:
                 f"the checkpoint's weights do not fit this config's model ({reason}); "
                 "resume with the architecture it was trained with"
             ) from None
+        perm = ckpt["sampler"].get("perm")
+        if perm is not None and len(perm) != self.sampler.n:
+            # A folder that gained or lost images since: the saved data order no longer indexes it.
+            raise CheckpointError(
+                f"the checkpoint was trained on {len(perm)} samples, the dataset now holds {self.sampler.n}; "
+                "accepted: resume on the same data, or start a new run"
+            )
         self.sampler.load_state_dict(ckpt["sampler"])
         set_rng_state(ckpt["rng"], self.device)
         self.fixed_z = ckpt["fixed_z"].to(self.device)
+        if ckpt.get("fixed_y") is not None:
+            self.fixed_y = ckpt["fixed_y"].to(self.device)
         self.step = int(ckpt["step"])
         self.best = ckpt.get("best_metric")
         if self.ema is not None:
+            self.ema.updates = self.step * self.cfg.trainer.g_steps  # every step made g_steps G updates
             if ckpt.get("G_ema") is not None:
                 self.ema.load_state_dict(ckpt["G_ema"])
             else:  # EMA turned on at resume: average from the restored G, not from the initial one
-                self.ema = EMA(self.G, self.ema.decay)
+                self.ema = self.ema.restart(self.G)

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ganctl.losses import Loss
+from ganctl.losses import Loss, r1_penalty
 from ganctl.training.cpu_kernels import stepper
 from ganctl.training.distributed import Rank
 
@@ -77,17 +77,21 @@ class GANStep:
         skip_nonfinite: bool,
         rank: Rank,
         device: torch.device,
+        n_classes: int = 0,
     ):
+        self.n_classes = n_classes  # > 0: G and D take class labels (model.conditional)
         self.G, self.D, self.opt_g, self.opt_d, self.loss = G, D, opt_g, opt_d, loss
         self.latent, self.batch, self.precision = latent, batch, precision
         self.skip_nonfinite, self.rank, self.device = skip_nonfinite, rank, device
         self._step_d, self._step_g = precision.stepper("d", opt_d), precision.stepper("g", opt_g)
+        self.d_updates = 0  # D updates so far, for the lazy R1 (build sets it on resume)
 
     name = "step"
 
-    def d_grads(self, real: torch.Tensor, last: bool) -> tuple[torch.Tensor, DStats]:
-        """D's loss and log stats on a real batch and a fresh fake batch; D's gradients in .grad.
-        `last` marks the phase's last D update (the manual step draws the G phase's latents then)."""
+    def d_grads(self, real: torch.Tensor, labels: torch.Tensor | None, last: bool) -> tuple[torch.Tensor, DStats]:
+        """D's loss and log stats on a real batch (with its class labels for a conditional model)
+        and a fresh fake batch; D's gradients in .grad. `last` marks the phase's last D update (the
+        manual step draws the G phase's latents then)."""
         raise NotImplementedError
 
     def g_grads(self) -> torch.Tensor:
@@ -98,9 +102,9 @@ class GANStep:
         # A host sync (and an all-reduce over replicas), only in skip mode.
         return self.skip_nonfinite and bool(self.rank.any(not torch.isfinite(loss).item(), self.device))
 
-    def d_phase(self, real: torch.Tensor, last: bool = True) -> DStats | None:
+    def d_phase(self, real: torch.Tensor, labels: torch.Tensor | None = None, last: bool = True) -> DStats | None:
         """One D update; None when trainer.on_nan=skip dropped it."""
-        loss, stats = self.d_grads(real, last)
+        loss, stats = self.d_grads(real, labels, last)
         if self._bad(loss):
             return None
         self._step_d()
@@ -159,10 +163,17 @@ class AutogradStep(GANStep):
         shuffled: bool,
         gp_weight: float,
         cuda_graphs: bool = False,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        r1_gamma: float = 0.0,
+        r1_every: int = 1,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.gp_weight = gp_weight
+        # D sees every batch, real or fake, in both phases through the same random augmentation.
+        self.augment = augment or (lambda x: x)
+        self.r1_gamma, self.r1_every = r1_gamma, r1_every
+        self._r1_norm = torch.zeros((), device=self.device)
         # compile_mode=reduce-overhead/max-autotune replay CUDA graphs, whose outputs are overwritten
         # by the next replay: the log keeps copies, and each phase opens a new graph step.
         self.cuda_graphs = cuda_graphs
@@ -172,44 +183,72 @@ class AutogradStep(GANStep):
         self.d_params = [p for p in self.D.parameters() if p.requires_grad]
         self._no_penalty = torch.zeros((), device=self.device)
 
-    def scores(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _G(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.G_run(z) if y is None else self.G_run(z, y)
+
+    @staticmethod
+    def _D(D: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return D(x) if y is None else D(x, y)
+
+    def scores(
+        self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """D's raw scores of a real and a fake batch, in fp32 whatever the autocast dtype: a critic's
         unbounded scores lose their differences when averaged in half precision."""
         n = real.shape[0]
         if self.shuffled:
             # Setup 004: real and fake in one randomly permuted batch.
-            x = torch.cat([real, fake])
+            x = self.augment(torch.cat([real, fake]))
             perm = torch.randperm(x.shape[0], device=x.device)
-            s = self.D_run(x[perm])[torch.argsort(perm)].float()
+            yy = None if y is None else torch.cat([y, y])[perm]
+            s = self._D(self.D_run, x[perm], yy)[torch.argsort(perm)].float()
             return s[:n], s[n:]
         if self.joint:
             # One pass over both batches: the same function for a D without batch statistics
             # and, at these sizes, faster (half the launches, wider matmuls).
-            s_real, s_fake = self.D_run(torch.cat([real, fake])).float().split([n, fake.shape[0]])
-            return s_real, s_fake
-        return self.D_run(real).float(), self.D_run(fake).float()
+            yy = None if y is None else torch.cat([y, y])
+            s = self._D(self.D_run, self.augment(torch.cat([real, fake])), yy).float()
+            return s.split([n, fake.shape[0]])
+        return self._D(self.D_run, self.augment(real), y).float(), self._D(self.D_run, self.augment(fake), y).float()
 
     def _kept(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Detached tensors the log keeps past this phase (copies where CUDA graphs reuse memory)."""
         return tuple(t.detach().clone() if self.cuda_graphs else t.detach() for t in tensors)
 
-    def d_grads(self, real, last):
+    def d_grads(self, real, labels=None, last=True):
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         autocast = self.precision.autocast
+        # A conditional D sees the fake batch under the real batch's labels: the same classes in
+        # both halves, and one label per row for the penalties' interpolates.
         with torch.no_grad(), autocast():
-            fake = self.G_run(self.latent(self.batch))
+            fake = self._G(self.latent(self.batch), labels)
         with autocast():
-            s_real, s_fake = self.scores(real, fake)
+            s_real, s_fake = self.scores(real, fake, labels)
             loss = self.loss.d(s_real, s_fake)
             if self.shuffled:
                 loss = 0.5 * loss  # one mean over both halves = half the sum of the two means
             grad_norm = self._no_penalty
             if self.loss.penalty is not None:
                 gp, grad_norm = self.loss.penalty(
-                    self.D_penalty, real, fake, self.precision.scale_factor("d", self.device)
+                    lambda x: self._D(self.D_penalty, x, labels),
+                    real,
+                    fake,
+                    self.precision.scale_factor("d", self.device),
                 )
                 loss = loss + self.gp_weight * gp
+            if self.r1_gamma > 0 and self.d_updates % self.r1_every == 0:
+                # Its own pass of D on the real batch, uncompiled as the penalty's; lazily every
+                # r1_every updates and scaled by r1_every to keep the same average strength.
+                r1, self._r1_norm = r1_penalty(
+                    lambda x: self._D(self.D_penalty, self.augment(x), labels),
+                    real,
+                    self.precision.scale_factor("d", self.device),
+                )
+                loss = loss + (0.5 * self.r1_gamma * self.r1_every) * r1
+            if self.r1_gamma > 0:
+                grad_norm = self._r1_norm  # the latest, so lazy steps do not average in zeros
+        self.d_updates += 1
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.scale("d", loss).backward()
         return loss, self._kept(loss, s_real, s_fake, grad_norm)
@@ -221,7 +260,9 @@ class AutogradStep(GANStep):
         # products even in custom autograd functions (oneDNN Linear), which cannot see
         # backward's inputs= pruning. D_g_phase is D outside DDP: nothing of D's to all-reduce.
         with frozen(self.d_params), self.precision.autocast():
-            loss = self.loss.g(self.D_g_phase(self.G_run(self.latent(self.batch))).float())
+            z = self.latent(self.batch)
+            y = torch.randint(self.n_classes, (self.batch,), device=self.device) if self.n_classes else None
+            loss = self.loss.g(self._D(self.D_g_phase, self.augment(self._G(z, y)), y).float())
         self.opt_g.zero_grad(set_to_none=True)
         self.precision.scale("g", loss).backward(inputs=self.g_params)
         return self._kept(loss)[0] if self.cuda_graphs else loss

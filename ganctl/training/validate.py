@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
+from ganctl.augment import AUGMENTS
 from ganctl.config import RunConfig
-from ganctl.data import DATASETS, MIXTURES, SPLITS, dataset_size, mixture_modes
+from ganctl.data import DATASETS, MIXTURES, SPLITS, dataset_size, has_labels, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError, DataError
 from ganctl.losses import LOSSES
 from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
-from ganctl.optim import IMPLS, OPTIMIZERS
+from ganctl.optim import IMPLS, OPTIMIZERS, SCHEDULES
 from ganctl.training.cpu_kernels import BACKWARDS, CPU_MATMULS, onednn_available
 from ganctl.training.manual_step import unsupported
 
@@ -41,6 +42,7 @@ def _choices() -> dict[str, list[str]]:
         "optim.g.name": sorted(OPTIMIZERS),
         "optim.d.name": sorted(OPTIMIZERS),
         "optim.impl": list(IMPLS),
+        "optim.schedule": list(SCHEDULES),
         "trainer.on_nan": ["stop", "skip"],
         "trainer.precision": ["fp32", "bf16", "fp16"],
         "trainer.cpu_matmul": list(CPU_MATMULS),
@@ -104,6 +106,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         "trainer.max_nan_skips": t.max_nan_skips,
         "trainer.devices": t.devices,
         "trainer.eval_samples": t.eval_samples,
+        "loss.r1_every": cfg.loss.r1_every,
     }
     for key, value in positive_ints.items():
         if value < 1:
@@ -144,6 +147,23 @@ def _range_problems(cfg: RunConfig) -> list[str]:
         bad("checkpoints.keep_last", cfg.checkpoints.keep_last, "an integer >= 1, or null to keep all")
     if cfg.loss.gp_weight < 0:
         bad("loss.gp_weight", cfg.loss.gp_weight, "a number >= 0")
+    if not (cfg.loss.r1_gamma >= 0 and math.isfinite(cfg.loss.r1_gamma)):
+        bad("loss.r1_gamma", cfg.loss.r1_gamma, "a number >= 0 (0: no R1 penalty)")
+    if not 0.0 <= cfg.optim.decay_start < 1.0:
+        bad("optim.decay_start", cfg.optim.decay_start, "a fraction of the run in [0, 1)")
+    if t.ema_half_life is not None and not (t.ema_half_life > 0 and math.isfinite(t.ema_half_life)):
+        bad("trainer.ema_half_life", t.ema_half_life, "a number of images > 0, e.g. 10000, or null")
+    if t.ema_warmup is not None and not (t.ema_warmup > 0 and math.isfinite(t.ema_warmup)):
+        bad("trainer.ema_warmup", t.ema_warmup, "a number > 0 such as 0.05, or null for none")
+    if t.ema is not None and t.ema_half_life is not None:
+        problems.append(
+            f"trainer.ema={t.ema} and trainer.ema_half_life={t.ema_half_life} are both set; accepted: one of them"
+        )
+    if t.ema_warmup is not None and t.ema_half_life is None:
+        bad("trainer.ema_warmup", t.ema_warmup, "null unless trainer.ema_half_life is set")
+    for name in t.augment:
+        if name not in AUGMENTS:
+            bad("trainer.augment", name, f"a list of {', '.join(AUGMENTS)} (e.g. [translation,cutout]), or []")
     return problems
 
 
@@ -204,6 +224,12 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
     if m.d_features == "moments" and d.name != "gaussian1d":
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
     metric = t.eval_metric
+    if d.name == "folder" and t.eval_every is not None:
+        bad(
+            "trainer.eval_every",
+            t.eval_every,
+            "null for dataset=folder (ganctl's feature nets cover the named datasets)",
+        )
     if d.name in MIXTURES:
         # The in-training evaluator scores images (FD) or the 1-D Gaussian (W1); the mixtures' mode
         # counts come from `ganctl eval` after the run.
@@ -213,6 +239,15 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             bad("trainer.eval_metric", metric, f"auto for dataset={d.name}")
     elif metric != "auto" and (metric == "w1") != (d.name == "gaussian1d"):
         bad("trainer.eval_metric", metric, "fd for images, w1 for dataset=gaussian1d, or auto")
+    if m.conditional and not has_labels(d):
+        bad(
+            "model.conditional",
+            True,
+            "false for this dataset (no class labels); conditional GANs train on mnist, fashion_mnist, svhn, "
+            "cifar10, or dataset=folder with dataset.labels=subfolders",
+        )
+    if t.augment and (d.name == "gaussian1d" or d.name in MIXTURES):
+        bad("trainer.augment", list(t.augment), f"[] for dataset={d.name} (augmentation transforms images)")
     if m.arch == "dcgan" and (d.name == "gaussian1d" or d.name in MIXTURES):
         bad("model.arch", m.arch, f"mlp for dataset={d.name} (dcgan needs images)")
     if d.name in MIXTURES and m.g_out != "none":

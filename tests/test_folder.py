@@ -321,6 +321,7 @@ def test_worker_processes_decode_the_same_pixels(tmp_path, monkeypatch):
 
 
 def test_cli_from_a_folder_to_samples_and_a_gif(tmp_path):
+    """The README's path, class-conditional on the subfolders: --class takes a subfolder's name."""
     d = tmp_path / "imgs"
     rng = np.random.default_rng(2)
     for i in range(8):
@@ -333,7 +334,9 @@ def test_cli_from_a_folder_to_samples_and_a_gif(tmp_path):
         f"dataset.path={d}",
         f"dataset.root={tmp_path / 'data'}",
         "dataset.resolution=16",
+        "dataset.labels=subfolders",
         "model=dcgan",
+        "model.conditional=true",
         "model.width=8",
         "optim=adam",
         "trainer=default",  # not the root config's 1-D Gaussian schedule of 20 D and 20 G updates a step
@@ -345,11 +348,15 @@ def test_cli_from_a_folder_to_samples_and_a_gif(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dataset=folder: decoded" in (run / "train.log").read_text()
-    proc = run_cli("sample", str(run), "-n", "4", "-o", str(tmp_path / "x.png"))
+    proc = run_cli("sample", str(run), "--class", "b", "-n", "4", "-o", str(tmp_path / "x.png"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     with Image.open(tmp_path / "x.png") as grid:
         assert grid.mode == "RGB" and grid.size == (2 * (16 + 2) + 2,) * 2  # 2 x 2 samples, 2-pixel borders
-    proc = run_cli("interpolate", str(run), "--rows", "2", "--steps", "3", "-o", str(tmp_path / "walk.gif"))
+    proc = run_cli("sample", str(run), "--class", "c", "-o", str(tmp_path / "y.png"))
+    assert proc.returncode == 2 and "accepted: 0=a, 1=b" in proc.stderr
+    proc = run_cli(
+        "interpolate", str(run), "--class", "a", "--rows", "2", "--steps", "3", "-o", str(tmp_path / "walk.gif")
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with Image.open(tmp_path / "walk.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 3

@@ -15,6 +15,7 @@ from ganctl.config import RunConfig
 from ganctl.ema import EMA
 from ganctl.losses import r1_penalty
 from ganctl.models import build_models
+from ganctl.models.conditional import ClassBatchNorm
 from ganctl.optim import Schedule
 from ganctl.training import checkpoint
 
@@ -143,6 +144,18 @@ def test_conditional_g_draws_by_label_and_d_scores_by_label():
     assert (x[1:] - x[0]).abs().flatten(1).amax(1).min() > 1e-4  # one latent, ten different images
     scores = D(x[:1].expand(10, -1, -1, -1), torch.arange(10))
     assert scores.unique().numel() == 10
+    # With batch norm in G the class sets each norm's gain and bias, and z alone is G's input.
+    G, _ = build_models(dcgan_config(conditional=True, g_norm="batch").model, (1, 28, 28), n_classes=10)
+    cbn = [m for m in G.modules() if isinstance(m, ClassBatchNorm)]
+    assert len(cbn) == 2 and G.embed is None
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and m.affine for m in G.modules())
+    G.train()
+    y = torch.tensor([3, 3, 5, 5])
+    with torch.no_grad():
+        for m in cbn:
+            m.gain.weight.normal_()  # as if trained: classes with different gains
+        out = G(torch.randn(4, 16), y)
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[0], out[2])
     with pytest.raises(ValueError):
         build_models(dcgan_config(conditional=True).model, (1, 28, 28))
 

@@ -1,9 +1,14 @@
 """Class-conditional wrappers around any family's G and D (model.conditional=true).
 
-G(z, y) is the family's generator fed [z, embed(y)]: the label's learned embedding, as wide as z,
-joins the latent. D(x, y) is Miyato & Koyama 2018's projection discriminator: the family's score
-of x plus the inner product of the class embedding with D's last features, which conditions D
-more strongly than concatenating the label to its input.
+G(z, y): where the family's G has batch norm, every batch norm becomes class-conditional (de Vries
+et al. 2017, as in BigGAN): the batch statistics are normalised away and the class sets the gain
+and bias. Feeding the label beside z into a batch-normalised layer instead lets G scale the class
+term up until z's share of each normalised feature vanishes; measured here on MNIST, that G drew
+one image per class whatever z was. A G without batch norm gets a learned label embedding, as wide
+as z, beside z.
+
+D(x, y) is Miyato & Koyama 2018's projection discriminator: the family's score of x plus the inner
+product of a class embedding with D's last features.
 """
 
 from __future__ import annotations
@@ -17,14 +22,46 @@ from torch import nn
 from ganctl.config import ModelConfig
 
 
+class ClassBatchNorm(nn.Module):
+    """Batch norm without its own affine, then a per-class gain (initially 1) and bias (0)."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm, n_classes: int):
+        super().__init__()
+        c = norm.num_features
+        self.norm = type(norm)(c, eps=norm.eps, momentum=norm.momentum, affine=False)
+        self.gain = nn.Embedding(n_classes, c)
+        self.bias = nn.Embedding(n_classes, c)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+        self.labels: torch.Tensor | None = None  # set by ConditionalGenerator before each pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)
+        return self.norm(x) * self.gain(self.labels).view(shape) + self.bias(self.labels).view(shape)
+
+
 class ConditionalGenerator(nn.Module):
     def __init__(self, build_g: Callable[[ModelConfig], nn.Module], cfg: ModelConfig, n_classes: int):
         super().__init__()
-        self.embed = nn.Embedding(n_classes, cfg.z_dim)
-        self.base = build_g(replace(cfg, z_dim=2 * cfg.z_dim))
+        base = build_g(cfg)
+        norms = [(name, m) for name, m in base.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.embed: nn.Embedding | None = None
+        if norms:
+            for name, norm in norms:
+                parent_name, _, child = name.rpartition(".")
+                setattr(base.get_submodule(parent_name), child, ClassBatchNorm(norm, n_classes))
+        else:
+            self.embed = nn.Embedding(n_classes, cfg.z_dim)
+            base = build_g(replace(cfg, z_dim=2 * cfg.z_dim))
+        self.base = base
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.base(torch.cat([z, self.embed(y)], dim=1))
+        if self.embed is not None:
+            return self.base(torch.cat([z, self.embed(y)], dim=1))
+        for m in self.base.modules():
+            if isinstance(m, ClassBatchNorm):
+                m.labels = y
+        return self.base(z)
 
 
 class ProjectionDiscriminator(nn.Module):

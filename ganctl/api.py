@@ -11,7 +11,6 @@ The same composition (Hydra's, from ganctl's conf/) and the same validation as `
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +23,7 @@ from ganctl import images, plots
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError
-from ganctl.generation import class_labels, generate, seeded
+from ganctl.generation import class_columns, class_labels, generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 
@@ -122,7 +121,7 @@ class Generator:
         x = self.sample(n, seed, class_=class_)
         if self.loaded.is_image:
             if nrow is None and self.classes is not None and class_ is None:
-                nrow = math.ceil(n / len(self.classes))
+                nrow = class_columns(n, len(self.classes))
             return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n**0.5)))
         d = self.cfg.dataset
         return plots.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")

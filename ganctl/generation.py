@@ -50,6 +50,15 @@ def class_labels(n: int, n_classes: int, label: int | None = None) -> torch.Tens
     return torch.arange(n) // math.ceil(n / n_classes)
 
 
+def class_columns(n: int, n_classes: int) -> int:
+    """Grid columns for `class_labels(n, n_classes)`: each class fills whole rows, one row when
+    its block is no wider than ~1.5 sqrt(n) (10 classes x 10), else the widest divisor of the
+    block that is (2 classes x 32 -> 8 columns, 4 rows each)."""
+    block = math.ceil(n / n_classes)
+    widest = max(1, int(1.5 * math.ceil(math.sqrt(n))))
+    return max(d for d in range(1, min(block, widest) + 1) if block % d == 0)
+
+
 @torch.no_grad()
 def generate(
     G: nn.Module,

@@ -13,6 +13,7 @@ from ganctl.commands import inspect
 from ganctl.commands.train import run
 from ganctl.config import RunConfig
 from ganctl.ema import EMA
+from ganctl.generation import class_columns, class_labels
 from ganctl.losses import r1_penalty
 from ganctl.models import build_models
 from ganctl.models.conditional import ClassBatchNorm
@@ -158,6 +159,13 @@ def test_conditional_g_draws_by_label_and_d_scores_by_label():
     assert not torch.equal(out[0], out[1]) and not torch.equal(out[0], out[2])
     with pytest.raises(ValueError):
         build_models(dcgan_config(conditional=True).model, (1, 28, 28))
+
+
+def test_class_grids_give_each_class_whole_rows():
+    # 10 classes x 10 samples: one row each; 2 classes x 32: 8 columns, 4 rows each; 7 a class: 7 columns
+    assert [class_columns(100, 10), class_columns(64, 2), class_columns(70, 10)] == [10, 8, 7]
+    labels = class_labels(64, 2).view(-1, class_columns(64, 2))
+    assert all(row.unique().numel() == 1 for row in labels)  # no row mixes two classes
 
 
 RECIPE_SHORT = ["trainer.steps=4", "model.width=8", "trainer.progress=false", "trainer.log_every=2"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from ganctl.data import MIXTURES, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.files import atomic_write, refused
-from ganctl.generation import class_labels, generate, seeded
+from ganctl.generation import class_columns, class_labels, generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 IMAGE_OUTPUTS = (".png", ".npz", ".pt", "folder")
@@ -178,7 +177,7 @@ def main(argv: list[str]) -> None:
         label = None if args.class_ is None else model.class_label(args.class_)
         labels = class_labels(args.n, len(model.classes), label)
         if label is None and args.nrow is None:
-            args.nrow = math.ceil(args.n / len(model.classes))
+            args.nrow = class_columns(args.n, len(model.classes))
     claim_output(out, args.force)
     if args.save_latents:
         claim_output(Path(args.save_latents), args.force)

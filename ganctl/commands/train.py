@@ -18,7 +18,7 @@ from ganctl.config import RunConfig
 from ganctl.data import MIXTURES, mixture_modes
 from ganctl.errors import ConfigError, Diverged, Interrupted
 from ganctl.files import refused
-from ganctl.generation import generate
+from ganctl.generation import class_columns, generate
 from ganctl.training import checkpoint, distributed
 from ganctl.training.build import Run, build
 from ganctl.training.runlog import PendingStats, RunLog, metric_fields
@@ -52,8 +52,10 @@ def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) 
     the modes for the 2-D mixtures."""
     fake = generate(r.state.G_sample, r.state.fixed_z, labels=r.state.fixed_y)
     if r.data.is_image:
-        # A conditional G's grid has one row per class.
-        nrow = len(fake) // len(r.state.classes) if r.state.fixed_y is not None else int(math.sqrt(len(fake)))
+        # A conditional G's classes each fill whole rows.
+        nrow = (
+            class_columns(len(fake), len(r.state.classes)) if r.state.fixed_y is not None else int(math.sqrt(len(fake)))
+        )
         grid = images.grid(images.to_uint8(fake, r.data.range), nrow=nrow or 1)
     elif cfg.dataset.name in MIXTURES:
         grid = images.scatter(

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.commands.sample import claim_output, output_kind, write_folder
+from ganctl.commands.sample import add_class_option, claim_output, output_kind, write_folder
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
@@ -382,13 +382,7 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=500, help="latents through G at once (default 500)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument(
-        "--class",
-        dest="class_",
-        default=None,
-        metavar="C",
-        help="a conditional generator's class for every row, by index or name (default: row r draws class r)",
-    )
+    add_class_option(p, "row r draws class r")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p

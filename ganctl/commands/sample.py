@@ -141,16 +141,21 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--save-latents", default=None, metavar="Z.pt", help="also save the latents, e.g. for ganctl interpolate --from"
     )
+    add_class_option(p, "every class, each in whole grid rows")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return p
+
+
+def add_class_option(p: ArgumentParser, default: str) -> None:
+    """--class C: a conditional generator's class by index or name (LoadedGenerator.class_label checks it)."""
     p.add_argument(
         "--class",
         dest="class_",
         default=None,
         metavar="C",
-        help="a conditional generator's class, by index or name (default: every class, one grid row each)",
+        help=f"a conditional generator's class, by index or name (default: {default})",
     )
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
-    return p
 
 
 def main(argv: list[str]) -> None:

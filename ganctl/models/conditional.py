@@ -43,13 +43,13 @@ class ClassBatchNorm(nn.Module):
 class ConditionalGenerator(nn.Module):
     def __init__(self, build_g: Callable[[ModelConfig], nn.Module], cfg: ModelConfig, n_classes: int):
         super().__init__()
-        base = build_g(cfg)
-        norms = [(name, m) for name, m in base.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.embed: nn.Embedding | None = None
-        if norms:
-            for name, norm in norms:
-                parent_name, _, child = name.rpartition(".")
-                setattr(base.get_submodule(parent_name), child, ClassBatchNorm(norm, n_classes))
+        if cfg.g_norm == "batch":
+            base = build_g(cfg)
+            for name, norm in list(base.named_modules()):
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                    parent_name, _, child = name.rpartition(".")
+                    setattr(base.get_submodule(parent_name), child, ClassBatchNorm(norm, n_classes))
         else:
             self.embed = nn.Embedding(n_classes, cfg.z_dim)
             base = build_g(replace(cfg, z_dim=2 * cfg.z_dim))

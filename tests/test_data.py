@@ -313,3 +313,25 @@ def test_sampler_drops_the_last_partial_batch():
     third = sampler.next()  # a new permutation, not the 5 left over
     assert all(len(b) == 10 for b in (*first_epoch, third))
     assert len(set(torch.cat(first_epoch).tolist())) == 20
+
+
+@pytest.mark.parametrize("name", ["gaussian1d", "ring8", "mnist"])
+def test_next_batch_gives_the_rows_of_its_indices(name, mnist_root):
+    """next_batch serves small point sets from a per-epoch copy in the permutation's order: the
+    rows must be exactly `batch(idx)` of the indices it returns, across epochs (25 rows, batches
+    of 10: a new permutation every 2 batches) and after a sampler restored from its state."""
+    extra = {"root": str(mnist_root), "split": "test"} if name == "mnist" else {"samples_per_epoch": 25}
+    data = load_dataset(DatasetConfig(name=name, **extra), CPU, seed=0)
+    torch.manual_seed(0)
+    sampler = BatchSampler(n=len(data), batch_size=10, device=CPU)
+    state = None
+    for i in range(7):
+        if i == 3:
+            state = sampler.state_dict()
+        rows, idx = data.next_batch(sampler)
+        assert torch.equal(rows, data.batch(idx))
+    resumed = BatchSampler(n=len(data), batch_size=10, device=CPU)
+    resumed.load_state_dict(state)
+    rows, idx = data.next_batch(resumed)
+    assert torch.equal(rows, data.batch(idx))
+    assert (data._epoch is not None) == (name != "mnist")  # images are gathered per batch

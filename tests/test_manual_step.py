@@ -142,16 +142,42 @@ def test_closed_form_score_gradients_match_autograd(name):
     loss = LOSSES[name]
     torch.manual_seed(0)
     real, fake = torch.randn(64) * 3, torch.randn(48) * 3
-    got = manual_step.score_grads(loss, real, fake)
+    got = manual_step.ScoreGrads(loss)(torch.cat([real, fake]).unsqueeze(1), 64)
     r, f = real.clone().requires_grad_(), fake.clone().requires_grad_()
-    want = (loss.d(r, f).detach(), *torch.autograd.grad(loss.d(r, f), (r, f)))
-    for a, b in zip(got, want):
-        assert torch.allclose(a, b, atol=1e-7)  # one sigmoid per entry: rounding of a few ulps
-    got = manual_step.score_grad(loss, fake)
+    want = (loss.d(r, f).detach(), torch.cat(torch.autograd.grad(loss.d(r, f), (r, f))).unsqueeze(1))
+    # The loss is one weighted sum instead of two means: 112 softplus terms of up to ~10 added in
+    # another order differ by a few ulps of the total (~1e-6 relative). Each gradient entry is one
+    # sigmoid and one product either way: a few ulps of its own value.
+    assert torch.allclose(got[0], want[0], rtol=1e-6)
+    assert torch.allclose(got[1], want[1], atol=1e-7)
+    got = manual_step.score_grad(loss, fake.unsqueeze(1))
     f = fake.clone().requires_grad_()
-    want = (loss.g(f).detach(), *torch.autograd.grad(loss.g(f), (f,)))
+    want = (loss.g(f).detach(), torch.autograd.grad(loss.g(f), (f,))[0].unsqueeze(1))
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_batch_moments_backward_equals_autograd():
+    """Setup 002's moments row and its hand-written backward against autograd through
+    BatchMoments, in float64 so that any difference beyond ~1e-12 is a wrong formula, not rounding."""
+    from ganctl.models.mlp import BatchMoments
+    from ganctl.training import manual_step
+
+    torch.manual_seed(0)
+    x = torch.distributions.Gamma(2.0, 1.0).sample((500, 1)).double()
+    g = torch.randn(4, dtype=torch.float64)
+    row, saved = manual_step.Moments().forward(x)
+    xa = x.clone().requires_grad_()
+    want_row = BatchMoments()(xa)
+    (want_grad,) = torch.autograd.grad(want_row[0] @ g, xa)
+    assert torch.allclose(row, want_row.detach(), rtol=1e-12, atol=1e-12)
+    grad = manual_step.Moments.backward(g, saved)
+    assert grad.shape == x.shape
+    assert torch.allclose(grad, want_grad, rtol=1e-10, atol=1e-12 * want_grad.abs().max().item())
+    # Both batches of a D phase as two columns give the rows each gives alone.
+    y = torch.randn(500, 1, dtype=torch.float64) * 2 + 4
+    rows = manual_step.moment_rows(torch.cat([x, y], 1))
+    assert torch.allclose(rows, torch.cat([BatchMoments()(x), BatchMoments()(y)]), rtol=1e-12, atol=1e-12)
 
 
 def candidates(*overrides, world=1, fast=None, conv=False):

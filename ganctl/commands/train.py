@@ -140,9 +140,9 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             # D phase: d_steps updates, each on a fresh real batch and a fresh, detached fake batch.
             d_stats = []
             for i in range(t.d_steps):
-                idx = s.sampler.next()
+                real, idx = r.data.next_batch(s.sampler)
                 labels = r.data.batch_labels(idx) if gan.n_classes else None
-                d_stats.append(gan.d_phase(r.data.batch(idx), labels, last=i == t.d_steps - 1))
+                d_stats.append(gan.d_phase(real, labels, last=i == t.d_steps - 1))
             # G phase: g_steps updates, each through the just-updated D with fresh latents.
             g_losses = []
             for _ in range(t.g_steps):

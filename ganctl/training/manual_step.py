@@ -85,12 +85,60 @@ class Trace:
         self.out: torch.Tensor | None = None
 
 
+class Layer:
+    """One Linear of a Chain with its activation and dropout.
+
+    At setup 002's sizes an op costs more in dispatch than in arithmetic (40 updates of 5- and
+    10-unit layers per step), and so does Python: the layer keeps its parameters' transposed view
+    (made once; a view shares the parameter's storage, so in-place updates by the optimisers and
+    load_state_dict keep it current, and a parameter replaced outright is noticed) and which
+    kernel each batch size takes.
+    """
+
+    __slots__ = ("lin", "post", "args", "drop", "_params", "_w", "_wt", "_fast")
+
+    def __init__(self, lin: nn.Linear, post: str, args: list, drop: Dropout | None):
+        self.lin, self.post, self.args, self.drop = lin, post, args, drop
+        self._params = lin._parameters  # a plain dict: faster than Module.__getattr__
+        self._w: torch.Tensor | None = None
+        self._wt: torch.Tensor | None = None
+        self._fast: dict[int, bool] = {}
+
+    def weight(self) -> torch.Tensor:
+        return self._params["weight"]
+
+    def bias(self) -> torch.Tensor | None:
+        return self._params["bias"]
+
+    def wt(self) -> torch.Tensor:
+        w = self._params["weight"]
+        if w is not self._w:
+            self._w, self._wt = w, w.t()
+        return self._wt
+
+    def fast(self, x: torch.Tensor) -> bool:
+        """Whether products on x's rows go to oneDNN. The manual step runs fp32 on the CPU outside
+        autocast, so only the row count varies, and every product of the layer on the same rows
+        has the forward's size: one answer per row count."""
+        rows = x.shape[0]
+        if rows not in self._fast:
+            self._fast[rows] = isinstance(self.lin, Linear) and self.lin.fast(x)
+        return self._fast[rows]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self._params["bias"]
+        if self.fast(x):
+            return _mm_t(x, self._params["weight"], bias, self.post, self.args)
+        y = torch.mm(x, self.wt()) if bias is None else torch.addmm(bias, x, self.wt())
+        return _APPLY[self.post](y, self.args)
+
+
 class Chain:
-    """An MLP's Stack as layers of (Linear, activation name, activation args, Dropout or None)."""
+    """An MLP's Stack as Layers: (Linear, activation name, activation args, Dropout or None)."""
 
     def __init__(self, stack: nn.Sequential):
         mods = [m for m in stack if not isinstance(m, nn.Flatten)]
-        self.layers: list[tuple[nn.Linear, str, list, Dropout | None]] = []
+        self.layers: list[Layer] = []
         i = 0
         while i < len(mods):
             lin = mods[i]
@@ -110,27 +158,19 @@ class Chain:
                     # Masks must come from dropout_mask, as cpu_kernels.Dropout draws them.
                     raise ValueError(f"manual step: {drop!r} is not ganctl's CPU Dropout with 0 <= p < 1")
                 i += 1
-            self.layers.append((lin, *post, drop))
+            self.layers.append(Layer(lin, *post, drop))
             i += 1
         # Dropout draws random numbers inside the forward pass.
-        self.random = any(d is not None and d.p > 0 for *_, d in self.layers)
-
-    @staticmethod
-    def _mm(fast: bool, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a @ b, on oneDNN where the layer's forward is (every product of a layer on the same rows
-        has the forward's size, so the forward's choice holds for all of them)."""
-        return _mm_t(a, b.t()) if fast else a @ b
+        self.random = any(layer.drop is not None and layer.drop.p > 0 for layer in self.layers)
 
     def forward(self, x: torch.Tensor) -> Trace:
         trace = Trace()
-        for lin, post, args, drop in self.layers:
+        for layer in self.layers:
             trace.inputs.append(x)
-            if _fast(lin, x):
-                x = _mm_t(x, lin.weight, lin.bias, post, args)
-            else:
-                x = _APPLY[post](F.linear(x, lin.weight, lin.bias), args)
+            x = layer.forward(x)
             trace.outputs.append(x)
             mask = None
+            drop = layer.drop
             if drop is not None and drop.training and drop.p > 0:
                 # models.Dropout's mask on CPU, from the same random numbers. (On other devices
                 # models.Dropout uses PyTorch's kernel: the same distribution, another stream.)
@@ -152,93 +192,147 @@ class Chain:
 
         weight_grads sets each parameter's .grad; input_grad returns the input's gradient.
         """
-        pick = (lambda a: a) if rows is None else (lambda a: a[rows])
         for k in range(len(self.layers) - 1, -1, -1):
-            lin, post, args, _ = self.layers[k]
-            if trace.masks[k] is not None:
-                grad = grad * pick(trace.masks[k])
-            grad = _activation_backward(grad, pick(trace.outputs[k]), post, args)
-            x = pick(trace.inputs[k])
-            fast = _fast(lin, x)
+            layer = self.layers[k]
+            mask, y, x = trace.masks[k], trace.outputs[k], trace.inputs[k]
+            if rows is not None:
+                mask, y, x = (None if mask is None else mask[rows]), y[rows], x[rows]
+            if mask is not None:
+                grad = grad * mask
+            grad = _activation_backward(grad, y, layer.post, layer.args)
+            fast = layer.fast(x)
             if weight_grads:
-                lin.weight.grad = self._mm(fast, grad.t(), x)
-                if lin.bias is not None:
-                    lin.bias.grad = grad.sum(0)
+                weight, bias = layer.weight(), layer.bias()
+                weight.grad = _mm_t(grad.t(), x.t()) if fast else torch.mm(grad.t(), x)
+                if bias is not None:
+                    bias.grad = grad.sum(0)
             if k == 0 and not input_grad:
                 return None
-            grad = self._mm(fast, grad, lin.weight)
+            grad = _mm_t(grad, layer.wt()) if fast else torch.mm(grad, layer.weight())
         return grad
 
 
-def _fast(lin: nn.Linear, x: torch.Tensor) -> bool:
-    return isinstance(lin, Linear) and lin.fast(x)
-
-
 # Closed forms of the score gradients of the BCE-type losses (d softplus(x)/dx = sigmoid(x)); other
-# losses take them from autograd on the scores alone (score_grads).
-def _bce_d_grads(loss: Loss, s_real, s_fake):
-    return (
-        loss.d(s_real, s_fake),
-        torch.sigmoid(s_real).sub_(1).div_(s_real.numel()),
-        torch.sigmoid(s_fake).div_(s_fake.numel()),
-    )
-
-
-CLOSED_FORM_D = {"bce": _bce_d_grads, "minimax": _bce_d_grads}
+# losses take them from autograd on the scores alone. Scores are D's output column (N, 1), real
+# rows first, so the gradient goes back into D as it is.
+CLOSED_FORM_D = ("bce", "minimax")  # the same D loss: softplus(-real).mean() + softplus(fake).mean()
 CLOSED_FORM_G = {
     "bce": lambda loss, s: (loss.g(s), torch.sigmoid(s).sub_(1).div_(s.numel())),
     "minimax": lambda loss, s: (loss.g(s), torch.sigmoid(s).neg_().div_(s.numel())),
 }
 
 
-def score_grads(loss: Loss, s_real: torch.Tensor, s_fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """D's loss (detached) and its gradients with respect to the real and the fake scores."""
-    if loss.name in CLOSED_FORM_D:
-        return CLOSED_FORM_D[loss.name](loss, s_real, s_fake)
-    with torch.enable_grad():
-        r, f = s_real.detach().requires_grad_(), s_fake.detach().requires_grad_()
-        value = loss.d(r, f)
-        g_real, g_fake = torch.autograd.grad(value, (r, f))
-    return value.detach(), g_real, g_fake
+class ScoreGrads:
+    """D's loss and its gradient with respect to the score column, real rows first.
+
+    BCE's loss is sum_i w_i softplus(sign_i s_i) and its gradient w_i (sigmoid(s_i) - target_i),
+    with sign -1 and target 1 on the real rows, +1 and 0 on the fake ones, and w_i one over the
+    size of the row's half: six ops on the whole column, with the constants made once per shape.
+    """
+
+    def __init__(self, loss: Loss):
+        self.loss = loss
+        self._consts: dict = {}
+
+    def _bce(self, n_real: int, n_fake: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        key = (n_real, n_fake, like.device, like.dtype)
+        if key not in self._consts:
+            real = torch.arange(n_real + n_fake, device=like.device).unsqueeze(1) < n_real
+            one = torch.ones((), dtype=like.dtype, device=like.device)
+            self._consts[key] = (
+                torch.where(real, -one, one),
+                real.to(like.dtype),
+                torch.where(real, one / n_real, one / n_fake),
+            )
+        return self._consts[key]
+
+    def __call__(self, s: torch.Tensor, n_real: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.loss.name in CLOSED_FORM_D:
+            sign, target, weight = self._bce(n_real, s.shape[0] - n_real, s)
+            return (F.softplus(s * sign) * weight).sum(), (torch.sigmoid(s) - target) * weight
+        with torch.enable_grad():
+            col = s.detach().requires_grad_()
+            value = self.loss.d(col[:n_real, 0], col[n_real:, 0])
+            (grad,) = torch.autograd.grad(value, col)
+        return value.detach(), grad
 
 
 def score_grad(loss: Loss, s_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """G's loss (detached) and its gradient with respect to the fake scores."""
+    """G's loss (detached) and its gradient with respect to the fake score column."""
     if loss.name in CLOSED_FORM_G:
         return CLOSED_FORM_G[loss.name](loss, s_fake)
     with torch.enable_grad():
         f = s_fake.detach().requires_grad_()
-        value = loss.g(f)
+        value = loss.g(f[:, 0])
         (grad,) = torch.autograd.grad(value, f)
     return value.detach(), grad
 
 
-def moments(x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-    """Setup 002's D input, as models.mlp.BatchMoments computes it (the same ops): one row of
-    (mean, std, skewness, excess kurtosis) of the whole batch, and what its backward needs."""
-    v = x.reshape(-1)
-    var, mean = torch.var_mean(v, correction=0)
-    std = var.sqrt()
-    z = (v - mean) / std
+def moment_rows(x: torch.Tensor) -> torch.Tensor:
+    """Setup 002's D input for each column of x (n, k): k rows of (mean, std, skewness, excess
+    kurtosis), as models.mlp.BatchMoments computes one. The D phase scores the real and the fake
+    batch as two columns of one tensor: half the ops of two passes."""
+    std, mean = torch.std_mean(x, dim=0, correction=0, keepdim=True)
+    z = (x - mean) / std
     z2 = z * z
-    k3, k4 = torch.dot(z2, z) / z.numel(), torch.dot(z2, z2) / z.numel()
-    return torch.stack([mean, std, k3, k4 - 3.0]).unsqueeze(0), (z, std, k3, k4)
+    return torch.cat([mean, std, (z2 * z).mean(0, keepdim=True), (z2 * z2).mean(0, keepdim=True) - 3.0]).t()
 
 
-def moments_backward(grad: torch.Tensor, saved: tuple) -> torch.Tensor:
-    """The batch's gradient from the gradient (4,) of its moments row.
+class Moments:
+    """One batch's moments row with what its backward needs, for the G phase.
 
     With z = (x - mean) / std over n values (population std), d mean/dx_i = 1/n, d std/dx_i = z_i/n,
     d mean(z^3)/dx_i = 3 (z_i^2 - 1 - k3 z_i) / (n std), d mean(z^4)/dx_i = 4 (z_i^3 - k3 - k4 z_i) / (n std),
-    where k3, k4 are mean(z^3), mean(z^4): a cubic in z_i, evaluated by Horner's rule.
+    where k3, k4 are mean(z^3), mean(z^4). So the batch's gradient is a cubic in z_i whose four
+    coefficients are linear in the products g_j w_k of the row's gradient g and
+    w = (1, 1/std, k3/std, k4/std): c = T (g outer w), with T a constant 4 x 16 matrix, and the
+    gradient is the matrix of powers (1, z, z^2, z^3) times c. A handful of ops instead of twenty
+    on scalars, which is what this step's time is made of.
     """
-    z, std, k3, k4 = saved
-    n = z.numel()
-    g_mean, g_std, g_3, g_4 = grad.unbind()
-    c3, c4 = 3 * g_3 / (n * std), 4 * g_4 / (n * std)
-    const = g_mean / n - c3 - c4 * k3
-    lin = g_std / n - c3 * k3 - c4 * k4
-    return (const + z * (lin + z * (c3 + z * c4))).unsqueeze(1)
+
+    def __init__(self):
+        self._consts: dict = {}
+
+    def _for(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        key = (n, like.device, like.dtype)
+        if key not in self._consts:
+            kw = dict(dtype=like.dtype, device=like.device)
+            T = torch.zeros(4, 16, **kw)
+            # c0 = g0 - 3 g2 / std - 4 g3 k3 / std; c1 = g1 - 3 g2 k3 / std - 4 g3 k4 / std;
+            # c2 = 3 g2 / std; c3 = 4 g3 / std; all over n. Column j * 4 + k holds g_j w_k.
+            for row, j, k, coef in ((0, 0, 0, 1), (0, 2, 1, -3), (0, 3, 2, -4), (1, 1, 0, 1), (1, 2, 2, -3),
+                                    (1, 3, 3, -4), (2, 2, 1, 3), (3, 3, 1, 4)):  # fmt: skip
+                T[row, j * 4 + k] = coef / n
+            self._consts[key] = (
+                torch.ones(n, **kw),
+                T,
+                torch.tensor([0.0, 0.0, 1.0, 1.0], **kw),  # keeps k3, k4 of the power means
+                torch.tensor([1.0, 0.0, 0.0, 0.0], **kw),
+                torch.zeros((), **kw),
+                torch.full((), -3.0, **kw),
+            )
+        return self._consts[key]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        v = x.reshape(-1)
+        n = v.numel()
+        ones, T, keep, e0, zero, minus3 = self._for(n, v)
+        std, mean = torch.std_mean(v, correction=0)
+        z = (v - mean) / std
+        z2 = z * z
+        powers = torch.stack([ones, z, z2, z2 * z])
+        means = torch.mv(powers, z).div_(n)  # mean z, mean z^2, k3, k4
+        row = torch.addcmul(torch.stack([mean, std, zero, minus3]), means, keep)
+        return row.unsqueeze(0), (powers, means, std, T, e0)
+
+    @staticmethod
+    def backward(grad: torch.Tensor, saved: tuple) -> torch.Tensor:
+        """The batch's gradient (n, 1) from the gradient (4,) of its moments row."""
+        powers, means, std, T, e0 = saved
+        # means[0] = mean(z) is 0 up to rounding, means[1] = mean(z^2) is 1: w = (1, 1/std, k3/std, k4/std).
+        w = torch.addcdiv(e0, means, std)
+        c = torch.mv(T, torch.outer(grad, w).view(-1))
+        return torch.mv(powers.t(), c).unsqueeze(1)
 
 
 class ManualStep(GANStep):
@@ -252,6 +346,7 @@ class ManualStep(GANStep):
         self.moments = isinstance(self.D.net[0], BatchMoments)
         self.G_chain, self.D_chain = Chain(self.G.net), Chain(self.D.net[1:] if self.moments else self.D.net)
         self.shuffled = shuffled
+        self.score_grads, self.batch_moments = ScoreGrads(self.loss), Moments()
         # One G pass for both phases draws the G phase's latents early. Where the D phase draws
         # random numbers of its own (dropout, the shuffle), that would change the order of the
         # random stream against the autograd step, so G runs twice there.
@@ -271,24 +366,23 @@ class ManualStep(GANStep):
         g_trace = self.G_chain.forward(z)
         self._next_g = g_trace if both else None
         if self.moments:  # one moments row per batch: real's and fake's scored in one pass
-            x, n_real = torch.cat([moments(real)[0], moments(g_trace.out[:b])[0]]), 1
+            x, n_real = moment_rows(torch.cat([real.reshape(-1, 1), g_trace.out[:b]], 1)), 1
         else:
             x = torch.cat([real.reshape(n_real, -1), g_trace.out[:b]])
         if self.shuffled:
             # Setup 004's one shuffled batch and one mean BCE over it (see AutogradStep.scores).
             perm = torch.randperm(x.shape[0], device=x.device)
             d_trace = self.D_chain.forward(x[perm])
-            scores = d_trace.out[:, 0][torch.argsort(perm)]
+            scores = d_trace.out[torch.argsort(perm)]
         else:
             d_trace = self.D_chain.forward(x)
-            scores = d_trace.out[:, 0]
-        s_real, s_fake = scores[:n_real], scores[n_real:]
-        loss, g_real, g_fake = score_grads(self.loss, s_real, s_fake)
-        grad = torch.cat([g_real, g_fake])
+            scores = d_trace.out
+        loss, grad = self.score_grads(scores, n_real)
         if self.shuffled:
             loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
-        self.D_chain.backward(d_trace, grad.unsqueeze(1))
-        return loss, (loss, s_real, s_fake, self._no_penalty)
+        self.D_chain.backward(d_trace, grad)
+        flat = scores.view(-1)
+        return loss, (loss, flat[:n_real], flat[n_real:], self._no_penalty)
 
     @torch.no_grad()
     def g_grads(self):
@@ -301,11 +395,11 @@ class ManualStep(GANStep):
             g_trace, rows = self.G_chain.forward(self.latent(b)), None
         fake = g_trace.out if rows is None else g_trace.out[rows]
         if self.moments:
-            fake, saved = moments(fake)
+            fake, saved = self.batch_moments.forward(fake)
         d_trace = self.D_chain.forward(fake)
-        loss, grad = score_grad(self.loss, d_trace.out[:, 0])
-        grad_fake = self.D_chain.backward(d_trace, grad.unsqueeze(1), weight_grads=False, input_grad=True)
+        loss, grad = score_grad(self.loss, d_trace.out)
+        grad_fake = self.D_chain.backward(d_trace, grad, weight_grads=False, input_grad=True)
         if self.moments:
-            grad_fake = moments_backward(grad_fake[0], saved)
+            grad_fake = self.batch_moments.backward(grad_fake[0], saved)
         self.G_chain.backward(g_trace, grad_fake, rows=rows)
         return loss

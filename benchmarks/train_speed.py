@@ -17,6 +17,14 @@ One result line, `train_speed key=value ...`:
                  the same nets and loss, iterations/s (one iteration = 5 critic + 1 G update), on
                  generated SVHN-shaped images: median, _min, _max
   conv_ratio     median(conv_ganctl) / median(conv_reference)
+  conv_auto      setup 003 in ganctl with trainer.precision=auto (bf16 autocast where the hardware
+                 has bf16 units and it measures at least 10% faster; else fp32), interleaved with
+                 the two above; conv_auto_ratio = median(conv_auto) / median(conv_reference)
+  conv_precision the precision precision=auto picked for setup 003 on this machine
+  best_ganctl, best_reference   the conv recipe +experiment=mnist_best (spectral-norm D, hinge,
+                 lazy R1 every 16, translation augmentation, G EMA) in ganctl and in a
+                 pytorch/examples-dcgan-style loop of the same recipe, steps/s (1 D + 1 G update);
+                 best_ratio, and best_auto / best_auto_ratio with trainer.precision=auto
   gaussian1d, svhn_wgan_gp   the same numbers as g1d_ganctl and conv_ganctl (the names of earlier
                  tables); mnist_goodfellow: ganctl steps/s of setup 004 (median, _min, _max)
   real_data      1 when the MNIST runs used the real test split, 0 for generated images
@@ -31,11 +39,14 @@ by repeat, in this one process, because the host's speed drifts by 20-30% over m
 
 Sizes (2 threads on the 2-core dev CPU, the whole script ~3-4 min): mnist_bce 5 repeats x 500
 steps; gaussian1d 5 x 50 iterations; svhn_wgan_gp only 3 x 4 iterations after 2 of warm-up on
-2,048 images, since one iteration takes ~1 s on that CPU (on CUDA it runs 3 x 100).
+2,048 images, since one iteration takes ~1 s on that CPU (on CUDA it runs 3 x 100); mnist_best
+3 x 60 steps after 20.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import statistics
 import sys
 import tempfile
@@ -387,18 +398,121 @@ class ConvReference:
         return steps / (time.perf_counter() - start)
 
 
+class RecipeReference:
+    """+experiment=mnist_best written the tutorial way: DataLoader of PIL digits, .item() per update.
+
+    The nets are ganctl's own (built from the experiment's config by ganctl.models), and the
+    augmentation is ganctl.augment's translation (DiffAugment's), so that what differs is the
+    loop: per step one D update on a fresh real batch and a detached fake batch, hinge loss,
+    every 16th update R1 on the real batch (gamma 0.01, scaled by 16) by autograd.grad with
+    create_graph; one G update on -D(G(z)); Adam 2e-4 (0.5, 0.999) through optimizer.step();
+    then G's EMA updated parameter by parameter.
+    """
+
+    def __init__(self, images, device, overrides, batch_size=64):
+        import copy
+
+        import torch
+        from torch.utils.data import DataLoader
+        from torchvision import transforms
+
+        from ganctl import augment
+        from ganctl.cli import compose_run_config
+        from ganctl.models import build_models
+
+        cfg = compose_run_config(overrides)
+        self.torch, self.device, self.batch_size, self.z_dim = torch, device, batch_size, cfg.model.z_dim
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+        self.loader = DataLoader(
+            PILDigits(images, transform), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0
+        )
+        self.batches = iter(self.loader)
+        self.G, self.D = (m.to(device) for m in build_models(cfg.model, (1, 28, 28), 0))
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.augment = augment.policy(["translation"])
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.updates, self.losses = 0, []
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def step(self):
+        torch, n = self.torch, self.batch_size
+        real = self.next_batch()[0].to(self.device)
+        self.D.zero_grad()
+        fake = self.G(torch.randn(n, self.z_dim, device=self.device))
+        d_loss = (
+            torch.relu(1 - self.D(self.augment(real))).mean()
+            + torch.relu(1 + self.D(self.augment(fake.detach()))).mean()
+        )
+        if self.updates % 16 == 0:
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.D(self.augment(x)).sum(), x, create_graph=True)
+            d_loss = d_loss + 0.5 * 0.01 * 16 * grad.square().flatten(1).sum(1).mean()
+        d_loss.backward()
+        self.d_opt.step()
+        self.updates += 1
+        self.G.zero_grad()
+        g_loss = -self.D(self.augment(self.G(torch.randn(n, self.z_dim, device=self.device)))).mean()
+        g_loss.backward()
+        self.g_opt.step()
+        with torch.no_grad():
+            beta = 0.5 ** (n / 10_000)
+            for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                e.copy_(p.lerp(e, beta))
+            for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                e.copy_(b)
+        self.losses.append((d_loss.item(), g_loss.item()))
+
+    def rate(self, steps):
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
+
+
 def ganctl_rate(overrides, run_dir: Path) -> float:
     """Steady-state steps/s of one in-process ganctl run, from its metrics.csv."""
     from ganctl.cli import compose_run_config
     from ganctl.commands.train import run
 
+    FAST_PATHS.lines.clear()
     run(compose_run_config(overrides), run_dir)
     return common.steady_rate(run_dir / "metrics.csv")
+
+
+class FastPathLines(logging.Handler):
+    """Keeps the fast-path lines ganctl logs at start-up (in-process runs have no train.log)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def precision(self) -> str:
+        """The precision the latest run's line names; fp32 where nothing was left to choose."""
+        found = [re.search(r"precision=(\w+)", line) for line in self.lines[-1:]]
+        return found[0].group(1) if found and found[0] else "fp32"
+
+
+FAST_PATHS = FastPathLines()
 
 
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     device = common.setup(args)
+    fast_path_log = logging.getLogger("ganctl.fast_path")
+    fast_path_log.addHandler(FAST_PATHS)
+    fast_path_log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="ganctl_bench_") as tmp:
         values = measure(args, device, Path(tmp))
     common.emit("train_speed", device, values)
@@ -407,24 +521,53 @@ def main() -> None:
 def sizes(smoke: bool, device: str) -> dict:
     """(window, warm-up, repeats) of each interleaved pair; warm-up = ganctl's first log interval."""
     if smoke:
-        return {"bce": (10, 5, 1), "g1d": (2, 2, 1), "conv": (1, 1, 1), "conv_batch": 8, "svhn_images": 256}
+        return {
+            "bce": (10, 5, 1),
+            "g1d": (2, 2, 1),
+            "conv": (1, 1, 1),
+            "conv_batch": 8,
+            "svhn_images": 256,
+            "best": (2, 2, 1),
+        }
     # One conv iteration takes ~1 s on the 2-core CPU, so the CPU window is short.
     conv = (100, 20, 3) if device.startswith("cuda") else (4, 2, 3)
-    return {"bce": (500, 100, 5), "g1d": (50, 10, 5), "conv": conv, "conv_batch": 64, "svhn_images": 2048}
+    best = (300, 50, 3) if device.startswith("cuda") else (60, 20, 3)
+    return {
+        "bce": (500, 100, 5),
+        "g1d": (50, 10, 5),
+        "conv": conv,
+        "conv_batch": 64,
+        "svhn_images": 2048,
+        "best": best,
+    }
 
 
 def interleaved(
-    name: str, overrides: list[str], reference, window: int, warmup: int, repeats: int, tmp: Path
-) -> tuple[list[float], list[float]]:
-    """ganctl's rate and the reference's, repeat by repeat, after one warm-up of the reference."""
+    name: str,
+    overrides: list[str],
+    reference,
+    window: int,
+    warmup: int,
+    repeats: int,
+    tmp: Path,
+    also: list[str] | None = None,
+) -> tuple[list[float], list[float], list[float]]:
+    """ganctl's rate and the reference's, repeat by repeat, after one warm-up of the reference;
+    with `also`, a third rate of ganctl with those overrides added, in the same rounds."""
     for _ in range(warmup):
         reference.step()
-    ours, theirs = [], []
+    ours, theirs, more = [], [], []
     for r in range(repeats):
         ours.append(ganctl_rate(overrides, tmp / f"{name}_{r}"))
         theirs.append(reference.rate(window))
-        common.note(f"  repeat {r + 1}: ganctl {ours[-1]:.2f}, reference {theirs[-1]:.2f} iterations/s")
-    return ours, theirs
+        if also:
+            more.append(ganctl_rate(overrides + also, tmp / f"{name}_also_{r}"))
+        common.note(
+            f"  repeat {r + 1}: ganctl {ours[-1]:.2f}, reference {theirs[-1]:.2f}"
+            + (f", ganctl with {' '.join(also)} {more[-1]:.2f}" if also else "")
+            + " iterations/s"
+        )
+    return ours, theirs, more
 
 
 def measure(args, device: str, tmp: Path) -> dict:
@@ -474,7 +617,7 @@ def measure(args, device: str, tmp: Path) -> dict:
         "ganctl / devnag's loop interleaved"
     )
     g1d = common.train_overrides("gaussian1d", warmup + window, warmup, device, ["seed=0"])
-    ours, theirs = interleaved("g1d", g1d, Gaussian1dReference(device), window, warmup, repeats, tmp)
+    ours, theirs, _ = interleaved("g1d", g1d, Gaussian1dReference(device), window, warmup, repeats, tmp)
     values.update(
         {
             **common.spread("g1d_ganctl", ours),
@@ -500,15 +643,39 @@ def measure(args, device: str, tmp: Path) -> dict:
         device,
         [f"dataset.root={svhn_root}", "dataset.split=train", f"trainer.batch_size={batch}"],
     )
-    ours, theirs = interleaved(
-        "conv", conv, ConvReference(svhn, device, batch_size=batch), window, warmup, repeats, tmp
+    auto = ["trainer.precision=auto"]
+    ours, theirs, lower = interleaved(
+        "conv", conv, ConvReference(svhn, device, batch_size=batch), window, warmup, repeats, tmp, also=auto
     )
+    conv_precision = FAST_PATHS.precision()  # the last run was the precision=auto one
     values.update(
         {
             **common.spread("conv_ganctl", ours),
             **common.spread("conv_reference", theirs),
             "conv_ratio": statistics.median(ours) / statistics.median(theirs),
+            **common.spread("conv_auto", lower),
+            "conv_auto_ratio": statistics.median(lower) / statistics.median(theirs),
+            "conv_precision": conv_precision,
             **common.spread("svhn_wgan_gp", ours),
+        }
+    )
+
+    window, warmup, repeats = size["best"]
+    common.note(
+        f"mnist_best: {repeats} x {window} steps after {warmup} warm-up, ganctl / dcgan-style loop / "
+        "ganctl with precision=auto interleaved"
+    )
+    best = common.train_overrides("mnist_best", warmup + window, warmup, device, mnist)
+    reference = RecipeReference(images, device, best)
+    ours, theirs, lower = interleaved("best", best, reference, window, warmup, repeats, tmp, also=auto)
+    values.update(
+        {
+            **common.spread("best_ganctl", ours),
+            **common.spread("best_reference", theirs),
+            "best_ratio": statistics.median(ours) / statistics.median(theirs),
+            **common.spread("best_auto", lower),
+            "best_auto_ratio": statistics.median(lower) / statistics.median(theirs),
+            "best_precision": FAST_PATHS.precision(),
         }
     )
 

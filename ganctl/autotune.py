@@ -29,6 +29,7 @@ import torch
 
 log = logging.getLogger(__name__)
 MIN_ROUNDS = 3
+MARGIN = 0.03  # how much faster than the plain path a fast path must be to be picked
 NOISY_SPREAD = 3.0  # slowest / fastest call of one candidate beyond which the machine was busy
 _clock = time.perf_counter  # a module global so tests can swap in a fake clock
 
@@ -161,7 +162,7 @@ def _measure(candidates: dict[str, Callable[[], object]], budget_s: float) -> tu
     return {k: 1e3 * statistics.median(v) for k, v in samples.items()}, noisy
 
 
-def _pick(timings_ms: dict[str, float], margin: float) -> str:
+def pick(timings_ms: dict[str, float], margin: float) -> str:
     # The first candidate is the plain, safe path; another must beat it by more than the margin,
     # so a tie within the noise never switches to a fast path that does not pay for itself.
     first = next(iter(timings_ms))
@@ -177,7 +178,7 @@ def choose(
     budget_s: float = 0.5,
     default: str | None = None,
     cache: bool = True,
-    margin: float = 0.03,
+    margin: float = MARGIN,
 ) -> Choice:
     """The fastest of `candidates` (name -> a call of one step of it) on this machine.
 
@@ -212,7 +213,7 @@ def choose(
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     choice = Choice(
         name,
-        _pick(timings, margin),
+        pick(timings, margin),
         timings,
         False,
         now,

@@ -16,7 +16,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module as `common`
-TEXT_KEYS = {"cpu", "torch", "gpu"}  # values that are names, not numbers
+TEXT_KEYS = {"cpu", "torch", "gpu", "conv_precision", "best_precision"}  # names, not numbers
 
 # Keys every smoke run must report as finite, positive numbers (others may be nan: no CUDA, ...).
 REQUIRED = {
@@ -45,6 +45,13 @@ REQUIRED = {
         "conv_reference_min",
         "conv_reference_max",
         "conv_ratio",
+        "conv_auto",
+        "conv_auto_ratio",
+        "best_ganctl",
+        "best_reference",
+        "best_ratio",
+        "best_auto",
+        "best_auto_ratio",
     ],
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
@@ -96,8 +103,12 @@ def test_script_smoke(name):
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = check_result(proc.stdout, name)
     if name == "train_speed":
-        for prefix in ("bce_ganctl", "g1d_ganctl", "g1d_reference", "conv_ganctl", "conv_reference"):
+        for prefix in ("bce_ganctl", "g1d_ganctl", "g1d_reference", "conv_ganctl", "conv_reference", "conv_auto"):
             assert values[f"{prefix}_min"] <= values[prefix] <= values[f"{prefix}_max"], prefix
+        for prefix in ("best_ganctl", "best_reference", "best_auto"):
+            assert values[f"{prefix}_min"] <= values[prefix] <= values[f"{prefix}_max"], prefix
+        fields = lines_by_name(proc.stdout)["train_speed"]
+        assert fields["conv_precision"] in ("fp32", "bf16") and fields["best_precision"] in ("fp32", "bf16")
         assert values["real_data"] in (0.0, 1.0)
         # Printed values are rounded (2 decimals between 1 and 100), hence the tolerance.
         for pair in ("g1d", "conv"):

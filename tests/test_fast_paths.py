@@ -1,5 +1,7 @@
 """The fast paths give the plain path's results: optimiser implementations, bf16, torch.compile."""
 
+import math
+
 import pytest
 import torch
 
@@ -225,3 +227,88 @@ def test_auto_says_what_it_picked_and_caches_it(tmp_path):
         second = run_cli(*args, f"hydra.run.dir={tmp_path / 'b'}", env={**env, "GANCTL_AUTOTUNE": ""})
         assert second.returncode == 0, second.stderr
         assert "cached from" in (tmp_path / "b" / "train.log").read_text()
+
+
+class _Clock:
+    """A fake time.perf_counter for autotune: each trial call advances it by its path's cost."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize(
+    "bf16_ms, fp32_fast_ms, expected",
+    [
+        (9.5, 10.0, "fp32"),  # 5% faster: within what lower precision must beat, fp32 stays
+        (6.0, 10.0, "bf16"),  # 40% faster than every fp32 path: bf16
+        (8.5, 8.0, "fp32"),  # faster than plain fp32 (10 ms) but not than channels-last fp32
+    ],
+)
+def test_precision_auto_weighs_bf16_against_the_fastest_fp32(monkeypatch, tmp_path, bf16_ms, fp32_fast_ms, expected):
+    from ganctl import autotune
+    from ganctl.training import fast_paths
+
+    monkeypatch.setenv("GANCTL_AUTOTUNE", "fresh")
+    monkeypatch.setenv("GANCTL_CACHE", str(tmp_path))
+    monkeypatch.setattr(fast_paths, "native_bf16", lambda device: True)
+    clock = _Clock()
+    monkeypatch.setattr(autotune, "_clock", clock)
+    cfg = compose("+experiment=svhn_wgan_gp", "trainer.precision=auto", "trainer.cpu_matmul=blas")
+    seen = []
+
+    def trial(paths):
+        seen.append((paths.channels_last, paths.precision))
+        ms = bf16_ms if paths.precision == "bf16" else (fp32_fast_ms if paths.channels_last else 10.0)
+        return lambda: setattr(clock, "t", clock.t + ms / 1e3)
+
+    pick, reason = fast_paths.choose(cfg, torch.device("cpu"), 1, True, trial, {"case": [bf16_ms, fp32_fast_ms]})
+    assert set(seen) == {(c, p) for c in (False, True) for p in ("fp32", "bf16")}
+    assert pick.precision == expected and f"precision={expected}" in reason
+    # The same pick from the cache, whose timings come back in sorted order.
+    monkeypatch.setenv("GANCTL_AUTOTUNE", "")
+    again, reason = fast_paths.choose(cfg, torch.device("cpu"), 1, True, trial, {"case": [bf16_ms, fp32_fast_ms]})
+    assert again == pick and "cached" in reason
+
+
+def test_precision_auto_without_bf16_units_is_fp32(monkeypatch, mnist_root, tmp_path):
+    """Where the hardware has no bf16 units, auto has nothing to time: fp32, and the run trains."""
+    from ganctl.training import fast_paths
+
+    monkeypatch.setattr(fast_paths, "native_bf16", lambda device: False)
+    cfg = compose("+experiment=mnist_bce", "trainer.precision=auto", "trainer.backward=autograd")
+    assert {p.precision for p in fast_paths.candidates(cfg, torch.device("cpu"), 1, False)} == {"fp32"}
+    weights = train_weights(mnist_root, tmp_path, "auto", "trainer.precision=auto", "trainer.backward=autograd")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_conv_wgan_gp_trains_in_bf16(svhn_root, tmp_path):
+    """Setup 003's critic and penalty under bf16 autocast (what precision=auto picks where bf16
+    pays): a few steps with finite losses whose penalty is of fp32's size. The penalty's gradient
+    norm is computed from bf16 products, so it differs from fp32's by bf16's rounding (~1%), not
+    by a factor."""
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        cfg = compose(
+            "+experiment=svhn_wgan_gp",
+            f"dataset.root={svhn_root}",
+            "dataset.split=train",
+            "model.width=8",
+            "trainer.batch_size=8",
+            "trainer.steps=2",
+            "trainer.log_every=1",
+            "trainer.progress=false",
+            "trainer.device=cpu",
+            f"trainer.precision={precision}",
+        )
+        run(cfg, tmp_path / precision)
+        rows[precision] = (tmp_path / precision / "metrics.csv").read_text().splitlines()
+    header = rows["fp32"][0].split(",")
+    first = {p: dict(zip(header, rows[p][1].split(","))) for p in rows}
+    for p in rows:
+        assert all(math.isfinite(float(first[p][k])) for k in ("d_loss", "g_loss"))
+    norms = [float(first[p]["grad_norm"]) for p in ("bf16", "fp32")]
+    assert norms[0] == pytest.approx(norms[1], rel=0.05)
+    assert norms[0] != norms[1]  # bf16 really ran

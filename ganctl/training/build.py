@@ -121,7 +121,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
-    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes)
+    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision)
     gan.d_updates = state.step * t.d_steps  # the lazy R1 stays on the same updates after a resume
     evaluator = Evaluator(cfg, data.is_image, device, n_classes) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
@@ -155,6 +155,7 @@ def choose_paths(
             batch,
             paths.backward,
             n_classes,
+            paths.precision,
         )
         real = data.batch(torch.arange(batch, device=device))
         labels = data.batch_labels(torch.arange(batch, device=device)) if cfg.model.conditional else None
@@ -188,8 +189,10 @@ def make_step(
     batch: int,
     backward: str,
     n_classes: int = 0,
+    precision: str | None = None,
 ) -> GANStep:
-    """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers."""
+    """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers,
+    in `precision` (default trainer.precision; with `auto`, fast_paths resolves it)."""
     t = cfg.trainer
     common = dict(
         G=G,
@@ -199,7 +202,7 @@ def make_step(
         loss=LOSSES[cfg.loss.name],
         latent=lambda n: latents(n, cfg.model, device=device),
         batch=batch,
-        precision=Precision(t.precision, device),
+        precision=Precision(precision or t.precision, device),
         skip_nonfinite=t.on_nan == "skip",
         rank=rank,
         device=device,

@@ -29,6 +29,8 @@ class Precision:
     """Autocast for bf16/fp16 and, for fp16, one gradient scaler per network."""
 
     def __init__(self, precision: str, device: torch.device):
+        if precision not in ("fp32", "bf16", "fp16"):  # `auto` is resolved before a step is built
+            raise ValueError(f"precision {precision!r}: expected fp32, bf16 or fp16")
         self.name = precision
         self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         self.scalers: dict[str, torch.amp.GradScaler] = {}

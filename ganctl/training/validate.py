@@ -44,7 +44,7 @@ def _choices() -> dict[str, list[str]]:
         "optim.impl": list(IMPLS),
         "optim.schedule": list(SCHEDULES),
         "trainer.on_nan": ["stop", "skip"],
-        "trainer.precision": ["fp32", "bf16", "fp16"],
+        "trainer.precision": ["fp32", "bf16", "fp16", "auto"],
         "trainer.cpu_matmul": list(CPU_MATMULS),
         "trainer.backward": list(BACKWARDS),
         "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],

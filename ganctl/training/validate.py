@@ -16,6 +16,7 @@ from ganctl.losses import LOSSES
 from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
 from ganctl.optim import IMPLS, OPTIMIZERS, SCHEDULES
 from ganctl.training.cpu_kernels import BACKWARDS, CPU_MATMULS, onednn_available
+from ganctl.training.fast_paths import native_bf16
 from ganctl.training.manual_step import unsupported
 
 
@@ -285,20 +286,13 @@ def training_device(cfg: RunConfig) -> torch.device:
         raise ConfigError(
             f"trainer.precision=fp16 needs a CUDA device, this run uses {device.type}; accepted here: fp32, bf16"
         )
-    if cfg.trainer.precision == "bf16" and device.type == "cuda" and not _native_bf16(device):
+    if cfg.trainer.precision == "bf16" and device.type == "cuda" and not native_bf16(device):
         # Before compute capability 8.0 bf16 is emulated: slower than fp32, for no gain.
         raise ConfigError(
             f"trainer.precision=bf16 on {torch.cuda.get_device_name(device)} would run emulated "
             "(no bf16 units before compute capability 8.0); accepted here: fp16, fp32"
         )
     return device
-
-
-def _native_bf16(device: torch.device) -> bool:
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch before 2.3 has no including_emulation and counts native support only
-        return torch.cuda.is_bf16_supported()
 
 
 def check_data(cfg: RunConfig) -> None:

@@ -70,6 +70,25 @@ def reference_models(device):
     return G, D
 
 
+class TimedLoop:
+    """A reference loop's rate: `steps` calls of its step() per second, the device's queue drained."""
+
+    device: str
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def rate(self, steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
+
+
 class PILDigits:
     """A torch Dataset the way torchvision's MNIST serves it: one PIL image per item, then transforms."""
 
@@ -88,7 +107,7 @@ class PILDigits:
         return self.transform(img), 0
 
 
-class ReferenceLoop:
+class ReferenceLoop(TimedLoop):
     """The tutorial way: DataLoader over PIL images, Sigmoid + BCELoss, .item() every step."""
 
     def __init__(self, images, device, batch_size=64):
@@ -137,14 +156,8 @@ class ReferenceLoop:
         self.d_losses.append(d_loss.item())
         self.g_losses.append(g_loss.item())
 
-    def rate(self, steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        return steps / (time.perf_counter() - start)
 
-
-class ResidentLoop:
+class ResidentLoop(TimedLoop):
     """The same math with the data as one uint8 tensor on the device and no host syncs."""
 
     def __init__(self, images, device, batch_size=64):
@@ -173,14 +186,6 @@ class ResidentLoop:
         g_loss.backward()
         self.g_opt.step()
 
-    def rate(self, steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
-        return steps / (time.perf_counter() - start)
-
 
 def moments(d):
     """Mean, std, skewness and excess kurtosis of all of d, with plain tensor ops as devnag's script."""
@@ -200,7 +205,7 @@ def extract(v):
     return v.detach().cpu().numpy().ravel().tolist()
 
 
-class Gaussian1dReference:
+class Gaussian1dReference(TimedLoop):
     """Setup 002 as devnag's gan_pytorch.py (repository HEAD) trains it, plots off.
 
     N(4, 1.25) target drawn with numpy; G 1-5-5-1 tanh/tanh/linear on U[0,1) noise; D sees the 4
@@ -270,12 +275,6 @@ class Gaussian1dReference:
             self.g_opt.step()
             self.ge = extract(g_error)[0]
 
-    def rate(self, steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        return steps / (time.perf_counter() - start)
-
 
 class PILImages:
     """A torch Dataset over N x H x W x 3 uint8 images served as PIL images, as ImageFolder/SVHN do."""
@@ -331,7 +330,7 @@ def conv_reference_models(device, nz=128, width=64):
     return Generator().to(device), Critic().to(device)
 
 
-class ConvReference:
+class ConvReference(TimedLoop):
     """WGAN-GP on SVHN-shaped images the tutorial way: DataLoader of PIL images, .item() per update.
 
     Same math as ganctl's setup 003: per iteration d_steps critic updates, each on a fresh real
@@ -391,14 +390,8 @@ class ConvReference:
         self.g_opt.step()
         self.g_losses.append(g_loss.item())
 
-    def rate(self, steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        return steps / (time.perf_counter() - start)
 
-
-class RecipeReference:
+class RecipeReference(TimedLoop):
     """+experiment=mnist_best written the tutorial way: DataLoader of PIL digits, .item() per update.
 
     The nets are ganctl's own (built from the experiment's config by ganctl.models), and the
@@ -468,14 +461,6 @@ class RecipeReference:
             for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
                 e.copy_(b)
         self.losses.append((d_loss.item(), g_loss.item()))
-
-    def rate(self, steps):
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
-        return steps / (time.perf_counter() - start)
 
 
 def ganctl_rate(overrides, run_dir: Path) -> float:

@@ -89,6 +89,20 @@ class TimedLoop:
         return steps / (time.perf_counter() - start)
 
 
+class LoaderLoop(TimedLoop):
+    """A tutorial loop fed by a DataLoader (`self.loader`), epoch after epoch."""
+
+    loader: object
+    batches: object
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:  # a new epoch: a new shuffled pass, as `for epoch ...: for x in loader`
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+
 class PILDigits:
     """A torch Dataset the way torchvision's MNIST serves it: one PIL image per item, then transforms."""
 
@@ -107,7 +121,7 @@ class PILDigits:
         return self.transform(img), 0
 
 
-class ReferenceLoop(TimedLoop):
+class ReferenceLoop(LoaderLoop):
     """The tutorial way: DataLoader over PIL images, Sigmoid + BCELoss, .item() every step."""
 
     def __init__(self, images, device, batch_size=64):
@@ -126,13 +140,6 @@ class ReferenceLoop(TimedLoop):
         self.criterion = torch.nn.BCELoss()
         self.batches = iter(self.loader)
         self.d_losses, self.g_losses = [], []
-
-    def next_batch(self):
-        try:
-            return next(self.batches)
-        except StopIteration:  # a new epoch: a new shuffled pass, as `for epoch ...: for x in loader`
-            self.batches = iter(self.loader)
-            return next(self.batches)
 
     def step(self):
         torch, device, n = self.torch, self.device, self.batch_size
@@ -330,7 +337,7 @@ def conv_reference_models(device, nz=128, width=64):
     return Generator().to(device), Critic().to(device)
 
 
-class ConvReference(TimedLoop):
+class ConvReference(LoaderLoop):
     """WGAN-GP on SVHN-shaped images the tutorial way: DataLoader of PIL images, .item() per update.
 
     Same math as ganctl's setup 003: per iteration d_steps critic updates, each on a fresh real
@@ -356,13 +363,6 @@ class ConvReference(TimedLoop):
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=1e-4, betas=(0.5, 0.9))
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=(0.5, 0.9))
         self.d_losses, self.g_losses = [], []
-
-    def next_batch(self):
-        try:
-            return next(self.batches)
-        except StopIteration:
-            self.batches = iter(self.loader)
-            return next(self.batches)
 
     def gradient_penalty(self, real, fake):
         torch = self.torch
@@ -391,7 +391,7 @@ class ConvReference(TimedLoop):
         self.g_losses.append(g_loss.item())
 
 
-class RecipeReference(TimedLoop):
+class RecipeReference(LoaderLoop):
     """+experiment=mnist_best written the tutorial way: DataLoader of PIL digits, .item() per update.
 
     The nets are ganctl's own (built from the experiment's config by ganctl.models), and the
@@ -426,13 +426,6 @@ class RecipeReference(TimedLoop):
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.updates, self.losses = 0, []
-
-    def next_batch(self):
-        try:
-            return next(self.batches)
-        except StopIteration:
-            self.batches = iter(self.loader)
-            return next(self.batches)
 
     def step(self):
         torch, n = self.torch, self.batch_size

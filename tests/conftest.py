@@ -60,6 +60,17 @@ def mnist_root() -> Path:
     return SHARED_DATA
 
 
+# A tiny MLP GAN's training overrides: 5 steps, one log row, 32-unit layers, on the CPU.
+TINY = [
+    "trainer.steps=5",
+    "trainer.log_every=5",
+    "trainer.progress=false",
+    "model.g_hidden=[32]",
+    "model.d_hidden=[32]",
+    "trainer.device=cpu",
+]
+
+
 @pytest.fixture(scope="session")
 def mnist_run(mnist_root, tmp_path_factory):
     """A tiny MLP GAN trained for 5 steps on the real MNIST test split (1 x 28 x 28, z_dim 64, normal),
@@ -72,12 +83,7 @@ def mnist_run(mnist_root, tmp_path_factory):
             "+experiment=mnist_bce",
             f"dataset.root={mnist_root}",
             "dataset.split=test",
-            "trainer.steps=5",
-            "trainer.log_every=5",
-            "trainer.progress=false",
-            "model.g_hidden=[32]",
-            "model.d_hidden=[32]",
-            "trainer.device=cpu",
+            *TINY,
         ),
         run_dir,
     )

@@ -9,16 +9,7 @@ from ganctl.commands.train import run
 from ganctl.training import checkpoint
 from ganctl.training.cpu_kernels import onednn_available
 
-from conftest import compose
-
-TINY = [
-    "trainer.steps=5",
-    "trainer.log_every=5",
-    "trainer.progress=false",
-    "model.g_hidden=[32]",
-    "model.d_hidden=[32]",
-    "trainer.device=cpu",
-]
+from conftest import TINY, compose
 
 
 def train_weights(mnist_root, tmp_path, name, *extra):

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ganctl import images, plots
+from ganctl import kinds
+from ganctl.commands.options import asked_labels
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError
-from ganctl.generation import class_columns, class_labels, generate, seeded
+from ganctl.generation import class_columns, generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 
@@ -104,10 +105,7 @@ class Generator:
         """
         if n < 1:
             raise ConfigError(f"n={n} is invalid; accepted: a number of samples >= 1")
-        labels = None
-        if class_ is not None or self.classes is not None:
-            label = None if class_ is None else self.loaded.class_label(class_)
-            labels = class_labels(n, len(self.classes), label)
+        labels = asked_labels(self.loaded, n, class_)
         return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500, labels=labels)
 
     @property
@@ -116,15 +114,13 @@ class Generator:
         return self.loaded.classes
 
     def grid(self, n: int = 64, seed: int = 0, nrow: int | None = None, class_: int | str | None = None) -> Image.Image:
-        """n samples as one picture (a histogram for the 1-D Gaussian); one row per class for a
-        conditional generator unless `class_` picks one."""
+        """n samples as one picture, as the dataset's kind draws it (a histogram for the 1-D Gaussian,
+        a scatter over the modes for a 2-D mixture); one row per class for a conditional generator
+        unless `class_` picks one."""
         x = self.sample(n, seed, class_=class_)
-        if self.loaded.is_image:
-            if nrow is None and self.classes is not None and class_ is None:
-                nrow = class_columns(n, len(self.classes))
-            return images.grid(images.to_uint8(x, self.cfg.dataset.range), nrow=nrow or max(1, int(n**0.5)))
-        d = self.cfg.dataset
-        return plots.histogram(x.numpy().ravel(), d.mean, d.std, title=f"{n} samples")
+        if nrow is None and self.classes is not None and class_ is None:
+            nrow = class_columns(n, len(self.classes))
+        return kinds.of(self.cfg.dataset).picture(x, self.cfg.dataset, f"{n} samples", nrow=nrow)
 
     def _repr_png_(self) -> bytes:  # Jupyter shows a Generator as a grid of 16
         import io

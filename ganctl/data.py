@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import logging
 import math
@@ -10,6 +11,7 @@ import os
 import pickle
 import warnings
 import zlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,6 +27,33 @@ SPLITS = ("train", "test", "extra")
 # Point sets up to this size are copied in each epoch's order (Dataset.next_batch).
 EPOCH_COPY_MAX = 64 << 20
 log = logging.getLogger("ganctl.data")
+# What read_once() keeps: a launch asks for a dataset's size, then loads it.
+_reads: ContextVar[dict | None] = ContextVar("ganctl_data_reads", default=None)
+
+
+@contextlib.contextmanager
+def read_once():
+    """Within this block a folder is scanned (and hashed) once and a CIFAR-10 split unpickled once.
+
+    A launch checks the dataset's size before it loads it; without this, the folder was walked
+    three times and CIFAR-10 read twice. Outside such a block every call looks at the files anew,
+    so a folder changed between two runs of one process gets a new cache.
+    """
+    token = _reads.set({}) if _reads.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _reads.reset(token)
+
+
+def _once(key: tuple, compute: Callable[[], object]):
+    memo = _reads.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 @dataclass
@@ -344,13 +373,19 @@ def read_cifar10(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+def _cifar10_split(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    paths = locate_cifar10(cfg)
+    return _once(("cifar10", *map(str, paths)), lambda: read_cifar10(paths))
+
+
 def load_cifar10(cfg: DatasetConfig, seed: int) -> np.ndarray:
-    return read_cifar10(locate_cifar10(cfg))[0]
+    return _cifar10_split(cfg)[0]
 
 
 def cifar10_size(cfg: DatasetConfig) -> int:
-    # A pickle has no header to read the count from; unpickling the split takes about a second.
-    return sum(len(read_cifar10_batch(p)[1]) for p in locate_cifar10(cfg))
+    # A pickle has no header to read the count from; unpickling the split takes about a second,
+    # and read_once() keeps it for the load that follows.
+    return len(_cifar10_split(cfg)[1])
 
 
 def _torchvision_cifar10(root: Path, split: str) -> None:
@@ -413,47 +448,21 @@ def folder_cache(cfg: DatasetConfig) -> Path:
     return data_root(cfg) / "folder-cache"
 
 
+def prepared_folder(cfg: DatasetConfig) -> folder.Packed:
+    """The folder's pack (built on a first run), scanned once within read_once()."""
+    key = ("folder", cfg.path, cfg.resolution, cfg.channels, cfg.labels, str(folder_cache(cfg)))
+    return _once(key, lambda: folder.prepare(cfg, folder_cache(cfg)))
+
+
 def load_folder(cfg: DatasetConfig, seed: int) -> np.ndarray:
-    packed = folder.prepare(cfg, folder_cache(cfg))
+    packed = prepared_folder(cfg)
     folder.announce(packed)
     return packed.load()
 
 
 def folder_size(cfg: DatasetConfig) -> int:
     # Builds the cache on a first run, so that the load after the size check only reuses it.
-    return len(folder.prepare(cfg, folder_cache(cfg)))
-
-
-DATASETS: dict[str, Callable[[DatasetConfig, int], np.ndarray]] = {
-    "mnist": load_idx,
-    "fashion_mnist": load_idx,
-    "svhn": load_svhn,
-    "cifar10": load_cifar10,
-    "gaussian1d": load_gaussian1d,
-    "ring8": load_mixture,
-    "grid25": load_mixture,
-    "folder": load_folder,
-}
-
-
-SIZES: dict[str, Callable[[DatasetConfig], int]] = {
-    "mnist": idx_size,
-    "fashion_mnist": idx_size,
-    "svhn": svhn_size,
-    "cifar10": cifar10_size,
-    "gaussian1d": lambda cfg: cfg.samples_per_epoch,
-    "ring8": lambda cfg: cfg.samples_per_epoch,
-    "grid25": lambda cfg: cfg.samples_per_epoch,
-    "folder": folder_size,
-}
-
-
-def dataset_size(cfg: DatasetConfig) -> int:
-    """Number of samples, from file headers where the format has them (downloading first when missing and allowed).
-
-    For dataset=folder this decodes the folder into its cache when no cache matches it yet.
-    """
-    return SIZES[cfg.name](cfg)
+    return len(prepared_folder(cfg))
 
 
 # --- Class labels, for class-conditional models: (images, int64 N labels, class names).
@@ -480,20 +489,74 @@ def _svhn_labelled(cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _cifar10_labelled(cfg: DatasetConfig, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    return (*read_cifar10(locate_cifar10(cfg)), CIFAR10_CLASSES)
+    return (*_cifar10_split(cfg), CIFAR10_CLASSES)
 
 
-LABELLED: dict[str, Callable[[DatasetConfig, int], tuple[np.ndarray, np.ndarray, list[str]]]] = {
-    "mnist": _idx_labelled,
-    "fashion_mnist": _idx_labelled,
-    "svhn": _svhn_labelled,
-    "cifar10": _cifar10_labelled,
+# --- The one record per dataset. What differs by kind of data (how samples are pictured, written
+# to files and scored) is chosen from `kind` in ganctl/kinds.py, nowhere else.
+POINTS_1D, POINTS_2D, IMAGES = "points1d", "points2d", "images"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ganctl knows of one dataset, by the name of its conf/dataset/NAME.yaml."""
+
+    name: str
+    kind: str  # POINTS_1D, POINTS_2D or IMAGES
+    load: Callable[[DatasetConfig, int], np.ndarray]  # the split: uint8 N x C x H x W, or float32 N x D points
+    size: Callable[[DatasetConfig], int]  # its number of samples, as cheaply as the format allows
+    # (images, int64 labels, class names) of the split; None for a dataset without classes
+    labelled: Callable[[DatasetConfig, int], tuple[np.ndarray, np.ndarray, list[str]]] | None = None
+    shape: tuple[int, ...] | None = None  # one sample's shape, when fixed (a folder's follows its config)
+    # The files a split is read from; their checksum keys ganctl's cached feature network (features.py).
+    files: Callable[[DatasetConfig], list[Path]] | None = None
+
+
+def _points_size(cfg: DatasetConfig) -> int:
+    return cfg.samples_per_epoch
+
+
+def _idx_files(cfg: DatasetConfig) -> list[Path]:
+    # Images first: a missing split is reported as training reports it, before its labels.
+    return [locate_idx(cfg), locate_idx(cfg, labels=True)]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", IMAGES, load_idx, idx_size, _idx_labelled, (1, 28, 28), _idx_files),
+        DatasetInfo("fashion_mnist", IMAGES, load_idx, idx_size, _idx_labelled, (1, 28, 28), _idx_files),
+        DatasetInfo("svhn", IMAGES, load_svhn, svhn_size, _svhn_labelled, (3, 32, 32), lambda c: [locate_svhn(c)]),
+        # The labels are inside CIFAR-10's batch files.
+        DatasetInfo("cifar10", IMAGES, load_cifar10, cifar10_size, _cifar10_labelled, (3, 32, 32), locate_cifar10),
+        DatasetInfo("gaussian1d", POINTS_1D, load_gaussian1d, _points_size, shape=(1,)),
+        DatasetInfo("ring8", POINTS_2D, load_mixture, _points_size, shape=(2,)),
+        DatasetInfo("grid25", POINTS_2D, load_mixture, _points_size, shape=(2,)),
+        DatasetInfo("folder", IMAGES, load_folder, folder_size),
+    )
 }
+LABELLED = tuple(name for name, info in DATASETS.items() if info.labelled is not None)
+
+
+def info(cfg: DatasetConfig | str) -> DatasetInfo:
+    """The record of a dataset config (or name); DataError listing the known names."""
+    name = cfg if isinstance(cfg, str) else cfg.name
+    if name not in DATASETS:
+        raise DataError(f"dataset={name!r} is not a known dataset; accepted: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def dataset_size(cfg: DatasetConfig) -> int:
+    """Number of samples, from file headers where the format has them (downloading first when missing and allowed).
+
+    For dataset=folder this decodes the folder into its cache when no cache matches it yet.
+    """
+    return info(cfg).size(cfg)
 
 
 def has_labels(cfg: DatasetConfig) -> bool:
     """Whether load_dataset(cfg, ..., labels=True) can give each sample a class."""
-    return cfg.name in LABELLED or (cfg.name == "folder" and cfg.labels == "subfolders")
+    return info(cfg).labelled is not None or (cfg.name == "folder" and cfg.labels == "subfolders")
 
 
 def _no_labels(cfg: DatasetConfig) -> DataError:
@@ -512,9 +575,9 @@ def load_dataset(cfg: DatasetConfig, device: torch.device, seed: int = 0, labels
     if cfg.name == "folder":
         return _load_folder_dataset(cfg, device, value_range, labels)
     if labels:
-        array, y, classes = LABELLED[cfg.name](cfg, seed)
+        array, y, classes = info(cfg).labelled(cfg, seed)
     else:
-        array, y, classes = DATASETS[cfg.name](cfg, seed), None, None
+        array, y, classes = info(cfg).load(cfg, seed), None, None
     data = torch.from_numpy(np.array(array, copy=True)).to(device)  # frombuffer arrays are read-only
     label_tensor = None if y is None else torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
     return Dataset(cfg.name, data, value_range, label_tensor, classes)
@@ -523,7 +586,7 @@ def load_dataset(cfg: DatasetConfig, device: torch.device, seed: int = 0, labels
 def _load_folder_dataset(
     cfg: DatasetConfig, device: torch.device, value_range: tuple[float, float], labels: bool
 ) -> Dataset:
-    packed = folder.prepare(cfg, folder_cache(cfg))
+    packed = prepared_folder(cfg)
     folder.announce(packed)
     y = torch.from_numpy(packed.labels()).to(device) if labels else None
     classes = packed.classes if labels else None

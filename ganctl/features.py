@@ -20,25 +20,15 @@ from torch import nn
 
 from ganctl import metrics
 from ganctl.config import DatasetConfig
-from ganctl.data import (
-    IDX_LAYOUTS,
-    SPLITS,
-    data_root,
-    load_idx,
-    load_idx_labels,
-    load_svhn,
-    locate_cifar10,
-    locate_idx,
-    locate_svhn,
-    read_cifar10,
-)
+from ganctl.data import DATASETS, IMAGES, SPLITS, data_root, info
 from ganctl.errors import DataError
 from ganctl.files import atomic_write
 from ganctl.metrics import feature_stats
 
 CACHE_FORMAT = 1
 CACHE_DIR = "ganctl_features"
-IMAGE_DATASETS = ("mnist", "svhn", "fashion_mnist", "cifar10")
+# The named image datasets with classes: a classifier is trained on each to give its features.
+IMAGE_DATASETS = tuple(name for name, d in DATASETS.items() if d.kind == IMAGES and d.files and d.labelled)
 NUM_CLASSES = 10
 HELD_OUT = 1000  # the last images of the split; never trained on, they measure the accuracy
 PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
@@ -66,31 +56,13 @@ def _checksum(files: list[Path]) -> str:
 def data_files(cfg: DatasetConfig) -> list[Path]:
     """The files the split is read from: their checksum identifies a cached feature network."""
     check_dataset(cfg.name)
-    if cfg.name in IDX_LAYOUTS:
-        # Images first: a missing split is reported as training reports it, before its labels.
-        return [locate_idx(cfg), locate_idx(cfg, labels=True)]
-    if cfg.name == "cifar10":
-        return locate_cifar10(cfg)  # the labels are inside the batch files
-    return [locate_svhn(cfg)]
+    return info(cfg).files(cfg)
 
 
 def load_real(cfg: DatasetConfig) -> RealData:
     """All images of the split as uint8 N x C x H x W, with their class labels."""
     files = data_files(cfg)
-    if cfg.name in IDX_LAYOUTS:
-        images, labels = load_idx(cfg, 0), load_idx_labels(cfg)
-    elif cfg.name == "cifar10":
-        images, labels = read_cifar10(files)
-    else:
-        import scipy.io
-
-        images = load_svhn(cfg, 0)
-        y = scipy.io.loadmat(str(files[0]), variable_names=["y"]).get("y")
-        if y is None:
-            raise DataError(f"{files[0]} has no label array y")
-        labels = y.astype(np.int64).ravel() % 10  # SVHN writes digit 0 as label 10
-    if len(labels) != len(images):
-        raise DataError(f"{files[-1]}: {len(labels)} labels for {len(images)} images")
+    images, labels, _ = info(cfg).labelled(cfg, 0)
     return RealData(torch.from_numpy(np.array(images)), torch.from_numpy(labels), files, _checksum(files))
 
 

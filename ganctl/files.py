@@ -236,3 +236,32 @@ def move_aside(folder: Path) -> Path:
     except OSError as exc:
         raise refused(folder, exc, doing=f"move aside to {target}") from None
     return target
+
+
+def write_folder(out: Path, files: dict[str, Callable[[io.BufferedWriter], None]], force: bool) -> None:
+    """Fill a temporary sibling folder, then swap it into place: no half-written output folder.
+
+    A write the environment refuses (full disk, size limit) raises StorageError naming the file,
+    with the temporary folder gone and an existing output left as it was.
+    """
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    current = tmp
+    try:
+        tmp.mkdir()
+        for name, write in files.items():
+            current = tmp / name
+            with open(current, "wb") as f:
+                write(f)
+        current = out
+        if out.exists() and force:
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:  # PIL's own OSErrors ("cannot write mode ...") are bugs, not refusals
+            raise
+        raise refused(current, exc) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

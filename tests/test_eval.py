@@ -102,10 +102,10 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2 and "--dataset" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     for args, needle in (
-        ([str(tmp_path / "s.npz"), "--dataset", "cifar"], "accepted: mnist, svhn, gaussian1d"),
+        ([str(tmp_path / "s.npz"), "--dataset", "cifar"], "accepted: mnist, fashion_mnist, svhn, cifar10, gaussian1d"),
         ([str(tmp_path / "s.npz"), "--dataset", "svhn"], "needs 32 x 32 x 3"),
         ([str(tmp_path / "s.npz"), "--dataset", "mnist", "-n", "0"], "-n 0"),
-        (["fit", "gaussian1d"], "accepted: mnist, svhn"),
+        (["fit", "gaussian1d"], "accepted: mnist, fashion_mnist, svhn, cifar10"),
     ):
         with pytest.raises(ConfigError, match=re.escape(needle)):
             evaluate.main(args)

@@ -11,22 +11,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganctl import features, images, metrics
+from ganctl import features, images, kinds
+from ganctl.commands import options
 from ganctl.config import DatasetConfig
-from ganctl.data import DATASETS as LOADERS
-from ganctl.data import MIXTURES, mixture_modes
+from ganctl.data import DATASETS as RECORDS
+from ganctl.data import SPLITS, info
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError, DataError
 from ganctl.features import PR_K, image_metrics
 from ganctl.files import atomic_write
-from ganctl.generation import class_labels, generate, seeded
+from ganctl.generation import generate, seeded
 from ganctl.training import checkpoint
-from ganctl.training.checkpoint import load_generator
+from ganctl.training.checkpoint import LoadedGenerator
 
-DATASETS = ("mnist", "svhn", "gaussian1d", "fashion_mnist", "cifar10", "ring8", "grid25")
-SPLITS = ("train", "test", "extra")
+# The named datasets (a folder is scored once issue #25 lands); .npz samples need an image shape.
+DATASETS = tuple(name for name, d in RECORDS.items() if d.shape is not None)
 FEATURES = ("ganctl", "inception")
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+IMAGE_SHAPES = {name: RECORDS[name].shape for name in features.IMAGE_DATASETS}
 
 
 def build_parser() -> ArgumentParser:
@@ -229,7 +230,7 @@ def nearest_real(queries: torch.Tensor, real: torch.Tensor, k: int) -> tuple[tor
 def asked_classes(model, n: int) -> torch.Tensor | None:
     """A conditional generator's labels for n samples: every class in equal blocks (None otherwise).
     Its class_accuracy is how often the feature net agrees with the class asked for."""
-    return None if model is None or model.classes is None else class_labels(n, len(model.classes))
+    return None if model is None else options.asked_labels(model, n, None)
 
 
 def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path: Path) -> None:
@@ -239,7 +240,7 @@ def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path:
         to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
         x = generate(model.G, z, args.batch_size, convert=to_pixels, labels=asked_classes(model, args.nn_rows))
     samples = x[: args.nn_rows]
-    real = torch.from_numpy(np.array(LOADERS[dcfg.name](dcfg, 0), copy=True))  # frombuffer arrays are read-only
+    real = torch.from_numpy(np.array(info(dcfg).load(dcfg, 0), copy=True))  # frombuffer arrays are read-only
     if tuple(real.shape[1:]) != tuple(samples.shape[1:]):
         raise ConfigError(
             f"the samples are {tuple(samples.shape[1:])} (C x H x W) but {dcfg.name} {dcfg.split} images are "
@@ -259,64 +260,113 @@ def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path:
     )
 
 
-def main(argv: list[str]) -> None:
-    if argv and argv[0] == "fit":
-        fit_main(argv[1:])
-        return
-    args = build_parser().parse_args(argv)
+def check_args(args) -> None:
     check_choice("--dataset", args.dataset, DATASETS)
     check_choice("--split", args.split, SPLITS)
     check_choice("--features", args.features, FEATURES)
-    if args.n < 2:
-        raise ConfigError(f"-n {args.n} is invalid; accepted: a number of samples >= 2")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} is invalid; accepted: an integer >= 1")
+    options.at_least("-n", args.n, 2, "a number of samples")
+    options.at_least("--batch-size", args.batch_size, 1)
     if args.pr_samples <= PR_K:
         raise ConfigError(f"--pr-samples {args.pr_samples} is invalid; accepted: an integer > {PR_K}")
-    if args.nn_rows < 1 or args.nn_k < 1:
-        bad = f"--nn-rows {args.nn_rows}" if args.nn_rows < 1 else f"--nn-k {args.nn_k}"
-        raise ConfigError(f"{bad} is invalid; accepted: an integer >= 1")
+    options.at_least("--nn-rows", args.nn_rows, 1)
+    options.at_least("--nn-k", args.nn_k, 1)
     if args.nn and args.output is not None and Path(args.output).suffix.lower() != ".png":
         raise ConfigError(f"-o {args.output}: --nn draws a picture; accepted: -o FILE.png")
     if args.features == "inception" and not args.nn:
         inception_backend()  # fail before any work when the library is missing
     if args.output is not None and not Path(args.output).parent.is_dir():
         raise ConfigError(f"-o {args.output}: folder {Path(args.output).parent} does not exist; create it first")
+
+
+def npz_target(args, target: Path) -> tuple[torch.Tensor, DatasetConfig]:
+    """The images of an .npz of samples and the dataset they are scored against."""
+    if args.dataset is None:
+        raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(IMAGE_SHAPES)}")
+    if args.dataset not in IMAGE_SHAPES:
+        raise ConfigError(
+            f"--dataset {args.dataset} cannot score an .npz of images; accepted: {', '.join(IMAGE_SHAPES)}"
+        )
+    if not target.is_file():
+        raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
+    x = load_npz(target, args.dataset)[: args.n]
+    return x, DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split or "train")
+
+
+def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenerator, DatasetConfig, int | None]:
+    """A checkpoint's generator, the dataset (as --data-root/--split adjust it) and its step."""
+    model = options.load_model(args, str(target))
+    dcfg = dataclasses.replace(model.cfg.dataset)
+    if args.dataset is not None and args.dataset != dcfg.name:
+        raise ConfigError(
+            f"--dataset {args.dataset} does not match the checkpoint's dataset "
+            f"{dcfg.name!r}; accepted: {dcfg.name} (or leave it out)"
+        )
+    dcfg.root = args.data_root or dcfg.root
+    dcfg.split = args.split or dcfg.split
+    return model, dcfg, checkpoint.load(model.path).get("step")
+
+
+def score_points(args, model: LoadedGenerator, dcfg: DatasetConfig, report: dict) -> str:
+    """The 1-D Gaussian's or a mixture's scores of args.n samples, by the dataset's kind."""
+    values = generate(model.G, seeded(args.n, model.cfg.model, args.seed), args.batch_size)
+    target, result, line = kinds.of(dcfg).score(values, dcfg)
+    report.update(n=args.n, target=target, metrics=result)
+    return line
+
+
+def score_images(args, x, model, dcfg: DatasetConfig, device: torch.device, report: dict) -> str:
+    """FD, classifier score, precision/recall (or Inception FID) of the samples (drawn when x is None)."""
+    labels = None
+    if x is None:
+        z = seeded(args.n, model.cfg.model, args.seed)
+        labels = asked_classes(model, args.n)
+        to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
+        x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels, labels=labels)
+    if len(x) < 2:
+        raise ConfigError(f"{args.target} holds {len(x)} image; accepted: at least 2 samples")
+    report["n"] = len(x)
+    if args.features == "inception":
+        real = torch.from_numpy(np.array(features.load_real(dcfg).images))
+        fid = inception_fid(x, real, device, args.batch_size)
+        report.update(features="inception", metrics={"fid_inception": fid})
+        return f"fid_inception {fid:.3f}  (n {len(x)} vs {dcfg.name} {dcfg.split})"
+    fm = features.load_or_fit(dcfg, device)
+    result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed, labels=labels)
+    report.update(
+        features="ganctl",
+        feature_net={"path": str(fm.path), "sha256": fm.checksum, "heldout_accuracy": fm.accuracy},
+        metrics=result,
+    )
+    return (
+        f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
+        f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
+        f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
+        f"recall {result['recall']:.3f}  "
+        + (f"class_accuracy {result['class_accuracy']:.2%}  " if "class_accuracy" in result else "")
+        + f"(n {len(x)}, feature net {dcfg.name}/{dcfg.split} acc {fm.accuracy:.2%})"
+    )
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "fit":
+        fit_main(argv[1:])
+        return
+    args = build_parser().parse_args(argv)
+    check_args(args)
     device = resolve_device(args.device, key="--device")
     target = Path(args.target)
     report: dict = {"source": str(target), "seed": args.seed}
-
     if target.suffix.lower() == ".npz":
-        if args.dataset is None:
-            raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(IMAGE_SHAPES)}")
-        if args.dataset not in IMAGE_SHAPES:
-            raise ConfigError(
-                f"--dataset {args.dataset} cannot score an .npz of images; accepted: {', '.join(IMAGE_SHAPES)}"
-            )
-        if not target.is_file():
-            raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
-        x = load_npz(target, args.dataset)
-        x = x[: args.n]
-        dcfg = DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split or "train")
-        source, model = target, None
+        (x, dcfg), model, source = npz_target(args, target), None, target
         report.update(kind="npz")
     else:
-        model = load_generator(str(target), device, use_ema=not args.no_ema)
-        dcfg = dataclasses.replace(model.cfg.dataset)
-        if args.dataset is not None and args.dataset != dcfg.name:
-            raise ConfigError(
-                f"--dataset {args.dataset} does not match the checkpoint's dataset "
-                f"{dcfg.name!r}; accepted: {dcfg.name} (or leave it out)"
-            )
-        dcfg.root = args.data_root or dcfg.root
-        dcfg.split = args.split or dcfg.split
-        source = model.path
-        step = checkpoint.load(model.path).get("step")
+        model, dcfg, step = model_target(args, target, device)
+        x, source = None, model.path
         report.update(kind="checkpoint", step=step, ema=model.ema)
-        x = None
     report.update(dataset=dcfg.name, split=dcfg.split)
+    pixels = kinds.of(dcfg).pixels
     if args.nn:
-        if not (model.is_image if model is not None else dcfg.name in IMAGE_SHAPES):
+        if not pixels:
             raise ConfigError(
                 f"--nn compares images with their nearest real images, and a {dcfg.name} model draws points; "
                 f"accepted: an image model ({', '.join(IMAGE_SHAPES)}); for {dcfg.name}, ganctl eval "
@@ -325,61 +375,10 @@ def main(argv: list[str]) -> None:
         nn_sheet(args, x, model, dcfg, Path(args.output) if args.output else source.with_name(f"{source.stem}_nn.png"))
         return
     out_path = Path(args.output) if args.output else default_output(source)
-
-    if dcfg.name == "gaussian1d":
-        z = seeded(args.n, model.cfg.model, args.seed)
-        values = generate(model.G, z, args.batch_size).numpy()
-        result = metrics.gaussian1d_stats(values, dcfg.mean, dcfg.std)
-        report.update(n=args.n, target={"mean": dcfg.mean, "std": dcfg.std}, metrics=result)
-        line = (
-            f"mean {result['mean']:.4f}  std {result['std']:.4f}  skewness {result['skewness']:.4f}  "
-            f"kurtosis {result['kurtosis']:.4f}  ks {result['ks_statistic']:.4f}  "
-            f"w1 {result['wasserstein1']:.4f}  (target N({dcfg.mean:g}, {dcfg.std:g}), n {args.n})"
-        )
-    elif dcfg.name in MIXTURES:
-        z = seeded(args.n, model.cfg.model, args.seed)
-        points = generate(model.G, z, args.batch_size).numpy()
-        result = metrics.mode_stats(points, mixture_modes(dcfg), dcfg.std)
-        size = {"ring8": {"radius": dcfg.radius}, "grid25": {"spacing": dcfg.spacing}}.get(dcfg.name, {})
-        report.update(n=args.n, target={"modes": result["modes_total"], "std": dcfg.std, **size}, metrics=result)
-        kl = "n/a" if result["mode_kl"] is None else f"{result['mode_kl']:.4f}"
-        line = (
-            f"modes {result['modes_covered']}/{result['modes_total']}  "
-            f"high_quality {result['high_quality_share']:.3f}  kl {kl}  "
-            f"(a mode counts with >= {metrics.MODE_SHARE:.2%} of samples within {metrics.MODE_STDS:g} std "
-            f"{dcfg.std:g}; n {args.n})"
-        )
+    if pixels:
+        line = score_images(args, x, model, dcfg, device, report)
     else:
-        labels = None
-        if x is None:
-            z = seeded(args.n, model.cfg.model, args.seed)
-            labels = asked_classes(model, args.n)
-            to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
-            x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels, labels=labels)
-        if len(x) < 2:
-            raise ConfigError(f"{target} holds {len(x)} image; accepted: at least 2 samples")
-        report["n"] = len(x)
-        if args.features == "inception":
-            real = torch.from_numpy(np.array(features.load_real(dcfg).images))
-            fid = inception_fid(x, real, device, args.batch_size)
-            report.update(features="inception", metrics={"fid_inception": fid})
-            line = f"fid_inception {fid:.3f}  (n {len(x)} vs {dcfg.name} {dcfg.split})"
-        else:
-            fm = features.load_or_fit(dcfg, device)
-            result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed, labels=labels)
-            report.update(
-                features="ganctl",
-                feature_net={"path": str(fm.path), "sha256": fm.checksum, "heldout_accuracy": fm.accuracy},
-                metrics=result,
-            )
-            line = (
-                f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
-                f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
-                f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
-                f"recall {result['recall']:.3f}  "
-                + (f"class_accuracy {result['class_accuracy']:.2%}  " if "class_accuracy" in result else "")
-                + f"(n {len(x)}, feature net {dcfg.name}/{dcfg.split} acc {fm.accuracy:.2%})"
-            )
+        line = score_points(args, model, dcfg, report)
     text = json.dumps(report, indent=2) + "\n"
     atomic_write(out_path, lambda f: f.write(text.encode()))
     print(f"{line}  -> {out_path}")

@@ -11,13 +11,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ganctl import images
-from ganctl.commands.sample import add_class_option, claim_output, output_kind, write_folder
+from ganctl.commands import options
+from ganctl.commands.options import add_class_option, claim_output, output_kind
 from ganctl.config import RunConfig
-from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError
-from ganctl.files import atomic_write
+from ganctl.files import atomic_write, write_folder
 from ganctl.generation import generate, seeded
-from ganctl.training.checkpoint import LoadedGenerator, load_generator
+from ganctl.training.checkpoint import LoadedGenerator
 
 MODES = ("slerp", "lerp")
 OUTPUTS = (".png", ".gif", ".pt", "folder")
@@ -145,8 +145,7 @@ def check_args(args) -> None:
         raise ConfigError(f"--waypoints {args.waypoints} is invalid; accepted: an integer >= 2")
     if not 0 < args.fps <= 50:
         raise ConfigError(f"--fps {args.fps:g} is invalid; accepted: a number in (0, 50] (GIF delays are 10 ms steps)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} is invalid; accepted: an integer >= 1")
+    options.at_least("--batch-size", args.batch_size, 1)
     if not 1 <= args.zoom <= 16:
         raise ConfigError(f"--zoom {args.zoom} is invalid; accepted: an integer in 1..16")
     given = [name for name, value in (("--from", args.from_file), ("--from-seed", args.from_seed)) if value is not None]
@@ -179,16 +178,11 @@ def check_args(args) -> None:
         raise ConfigError(f"--rows {args.rows} needs random points; {given[0]} gives one path, accepted: --rows 1")
 
 
-def _zoomed(img: Image.Image, zoom: int) -> Image.Image:
-    # Nearest neighbour: 28 x 28 digits stay sharp pixels instead of a blur.
-    return img if zoom == 1 else img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
-
-
 def image_frames(pixels: torch.Tensor, zoom: int) -> list[Image.Image]:
     """uint8 (R, F, C, H, W) -> one picture per frame: the R paths in a near-square grid."""
     rows = pixels.shape[0]
     ncol = math.ceil(math.sqrt(rows))
-    return [_zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
+    return [images.zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
 
 
 PALETTE = [
@@ -296,23 +290,19 @@ def render(
     if model.is_image:
         pixels = images.to_uint8(x, model.cfg.dataset.range)
         if kind == ".png":
-            images.save_png(_zoomed(images.grid(pixels.flatten(0, 1), nrow=frames), zoom), out)
+            images.save_png(images.zoomed(images.grid(pixels.flatten(0, 1), nrow=frames), zoom), out)
             return frames
         pictures = image_frames(pixels, zoom)
     else:
         values = x.reshape(rows, frames)
         if kind == ".png":
-            images.save_png(_zoomed(value_plot(values, positions, model, points, mode), zoom), out)
+            images.save_png(images.zoomed(value_plot(values, positions, model, points, mode), zoom), out)
             return frames
-        pictures = [_zoomed(value_plot(values, positions, model, points, mode, frame=f), zoom) for f in range(frames)]
+        pictures = [
+            images.zoomed(value_plot(values, positions, model, points, mode, frame=f), zoom) for f in range(frames)
+        ]
     if kind == ".gif":
-        # loop=0: repeat forever. Pillow merges identical consecutive frames into one longer frame.
-        atomic_write(
-            out,
-            lambda f: pictures[0].save(
-                f, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0
-            ),
-        )
+        images.save_gif(pictures, out, round(1000 / fps))
     else:
         width = max(3, len(str(frames - 1)))
         files = {f"frame_{i:0{width}d}.png": (lambda f, img=img: img.save(f, "PNG")) for i, img in enumerate(pictures)}
@@ -324,7 +314,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="ganctl interpolate", description="Walk a trained generator's latent space and render the frames."
     )
-    p.add_argument("checkpoint", help="a .pt checkpoint, or a run folder (its checkpoints/last.pt)")
+    options.add_checkpoint(p)
     p.add_argument(
         "-o",
         "--output",
@@ -380,11 +370,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--zoom", type=int, default=1, help="enlarge pictures by this integer factor, nearest pixel (default 1)"
     )
-    p.add_argument("--batch-size", type=int, default=500, help="latents through G at once (default 500)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    options.add_batch_size(p, "latents through G at once (default 500)")
+    options.add_device(p)
     add_class_option(p, "row r draws class r")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator even if EMA weights exist")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    options.add_no_ema(p)
+    options.add_force(p)
     return p
 
 
@@ -398,8 +388,7 @@ def main(argv: list[str]) -> None:
             f"-o {out}: unknown output type {kind!r}; accepted: {', '.join(OUTPUTS)} (a folder has no suffix)"
         )
     claim_output(out, args.force)
-    device = resolve_device(args.device, key="--device")
-    model = load_generator(args.checkpoint, device, use_ema=not args.no_ema)
+    model = options.load_model(args)
     if not model.is_image and tuple(model.data_shape) != (1,) and kind != ".pt":
         # Pictures exist for images and the 1-D Gaussian's value plot; a 2-D walk is raw points.
         raise ConfigError(

@@ -6,16 +6,14 @@ EMA, log row, sample grid, checkpoint, stop. The GAN step object owns the phases
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from ganctl import images, plots
+from ganctl import images, kinds
 from ganctl.commands.report import end_of_run
 from ganctl.config import RunConfig
-from ganctl.data import MIXTURES, mixture_modes
 from ganctl.errors import ConfigError, Diverged, Interrupted
 from ganctl.files import refused
 from ganctl.generation import class_columns, generate
@@ -48,24 +46,15 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
 
 
 def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) -> None:
-    """The fixed-latent grid; a histogram against the target for the 1-D Gaussian, a scatter over
-    the modes for the 2-D mixtures."""
+    """The fixed-latent picture, as the dataset's kind draws it (kinds.py): a grid of images (a
+    conditional G's classes each in whole rows), a histogram, or a scatter over the modes."""
     fake = generate(r.state.G_sample, r.state.fixed_z, labels=r.state.fixed_y)
-    if r.data.is_image:
-        # A conditional G's classes each fill whole rows.
-        nrow = (
-            class_columns(len(fake), len(r.state.classes)) if r.state.fixed_y is not None else int(math.sqrt(len(fake)))
-        )
-        grid = images.grid(images.to_uint8(fake, r.data.range), nrow=nrow or 1)
-    elif cfg.dataset.name in MIXTURES:
-        grid = images.scatter(
-            fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}", std=cfg.dataset.std
-        )
-    else:
-        grid = plots.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
-    images.save_png(grid, path)
+    kind = kinds.of(cfg.dataset)
+    nrow = class_columns(len(fake), len(r.state.classes)) if r.state.fixed_y is not None else None
+    picture = kind.picture(fake, cfg.dataset, f"step {r.state.step}", nrow=nrow)
+    images.save_png(picture, path)
     if log is not None:
-        log.picture(grid, r.state.step, values=None if r.data.is_image else fake.numpy())
+        log.picture(picture, r.state.step, values=kind.log_values(fake))
 
 
 def check_finite(values: list[float], r: Run, since: int, last_good: int | None) -> None:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ganctl import augment
+from ganctl import augment, kinds
 from ganctl.config import RunConfig
 from ganctl.data import BatchSampler, Dataset, load_dataset
 from ganctl.ema import EMA
@@ -26,8 +26,6 @@ from ganctl.training.manual_step import ManualStep
 from ganctl.training.state import TrainingState
 from ganctl.training.step import AutogradStep, GANStep, Precision
 from ganctl.training.validate import check_data, training_device
-
-HIST_SAMPLES = 10_000  # fixed latents for the 1-D histogram; 64 points make no histogram
 
 
 @dataclass
@@ -98,7 +96,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     fast_paths.apply(paths, G, D, device, t.compile)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
-    fixed_z = latents(t.num_samples if data.is_image else HIST_SAMPLES, cfg.model, device=device)
+    fixed_z = latents(kinds.of(cfg.dataset).picture_count(t.num_samples), cfg.model, device=device)
     fixed_y = None
     if n_classes:
         # One row per class in the sample grids: num_samples rounded up to whole rows.
@@ -123,7 +121,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
     gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision)
     gan.d_updates = state.step * t.d_steps  # the lazy R1 stays on the same updates after a resume
-    evaluator = Evaluator(cfg, data.is_image, device, n_classes) if t.eval_every and rank.is_main else None
+    evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
 
 

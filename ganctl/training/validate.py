@@ -9,7 +9,7 @@ import torch
 
 from ganctl.augment import AUGMENTS
 from ganctl.config import RunConfig
-from ganctl.data import DATASETS, MIXTURES, SPLITS, dataset_size, has_labels, mixture_modes
+from ganctl.data import DATASETS, IMAGES, POINTS_1D, POINTS_2D, SPLITS, dataset_size, has_labels, info, mixture_modes
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError, DataError
 from ganctl.losses import LOSSES
@@ -213,6 +213,7 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
         problems.append(_bad(key, value, accepted))
 
     t, m, d = cfg.trainer, cfg.model, cfg.dataset
+    kind = info(d).kind
     if cfg.loss.name == "wgan_gp" and m.d_norm == "batch":
         problems.append(
             "loss=wgan_gp with model.d_norm=batch is invalid: the gradient penalty is per sample "
@@ -222,7 +223,7 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
         problems.append("dataset=folder needs dataset.path=DIR, the folder of images to train on")
     if d.labels != "none" and d.name != "folder":
         bad("dataset.labels", d.labels, f"none for dataset={d.name} (subfolders is for dataset=folder)")
-    if m.d_features == "moments" and d.name != "gaussian1d":
+    if m.d_features == "moments" and kind != POINTS_1D:
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
     metric = t.eval_metric
     if d.name == "folder" and t.eval_every is not None:
@@ -231,14 +232,14 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             t.eval_every,
             "null for dataset=folder (ganctl's feature nets cover the named datasets)",
         )
-    if d.name in MIXTURES:
+    if kind == POINTS_2D:
         # The in-training evaluator scores images (FD) or the 1-D Gaussian (W1); the mixtures' mode
         # counts come from `ganctl eval` after the run.
         if t.eval_every is not None:
             bad("trainer.eval_every", t.eval_every, f"null for dataset={d.name} (score the run with ganctl eval)")
         if metric != "auto":
             bad("trainer.eval_metric", metric, f"auto for dataset={d.name}")
-    elif metric != "auto" and (metric == "w1") != (d.name == "gaussian1d"):
+    elif metric != "auto" and (metric == "w1") != (kind == POINTS_1D):
         bad("trainer.eval_metric", metric, "fd for images, w1 for dataset=gaussian1d, or auto")
     if m.conditional and not has_labels(d):
         bad(
@@ -247,11 +248,11 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             "false for this dataset (no class labels); conditional GANs train on mnist, fashion_mnist, svhn, "
             "cifar10, or dataset=folder with dataset.labels=subfolders",
         )
-    if t.augment and (d.name == "gaussian1d" or d.name in MIXTURES):
+    if t.augment and kind != IMAGES:
         bad("trainer.augment", list(t.augment), f"[] for dataset={d.name} (augmentation transforms images)")
-    if m.arch == "dcgan" and (d.name == "gaussian1d" or d.name in MIXTURES):
+    if m.arch == "dcgan" and kind != IMAGES:
         bad("model.arch", m.arch, f"mlp for dataset={d.name} (dcgan needs images)")
-    if d.name in MIXTURES and m.g_out != "none":
+    if kind == POINTS_2D and m.g_out != "none":
         # tanh stops at +-1 and sigmoid at [0, 1]; the modes sit out to radius 2 (ring8), 4 (grid25).
         reach = float(abs(mixture_modes(d)).max() + 3 * d.std)
         if m.g_out == "sigmoid" or reach >= 1.0:
@@ -259,7 +260,7 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
                 f"model.g_out={m.g_out} cannot reach dataset={d.name}'s modes (out to {reach:.3g}); "
                 "accepted: model.g_out=none (a linear output, as in the papers)"
             )
-    if m.g_out == "sigmoid" and d.range[0] < 0 and d.name != "gaussian1d" and d.name not in MIXTURES:
+    if m.g_out == "sigmoid" and d.range[0] < 0 and kind == IMAGES:
         problems.append(
             f"model.g_out=sigmoid cannot reach dataset.range={list(d.range)}; "
             "accepted: dataset.range=[0,1] with a sigmoid output, or model.g_out=tanh"

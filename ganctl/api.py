@@ -25,6 +25,7 @@ from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError
 from ganctl.generation import class_columns, generate, seeded
+from ganctl.runfolder import RunFolder
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
 
@@ -62,7 +63,7 @@ class Run:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return RunFolder(self.run_dir).last
 
     def generator(self, device: str = "cpu", ema: bool = True) -> "Generator":
         return load(self.run_dir, device=device, ema=ema)

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict
-from pathlib import Path
 
+from ganctl.commands import options
 from ganctl.config import RunConfig, flatten, to_run_config
 from ganctl.errors import ArgumentParser, CheckpointError
+from ganctl.runfolder import RunFolder
 from ganctl.training import checkpoint
 
 
-def _last_row(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows[-1] if rows else None
-
-
-def _command(run_dir: Path) -> str | None:
-    """The overrides the run was started with (Hydra's .hydra/overrides.yaml), as a command line."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return None
-    lines = [ln.strip()[2:] for ln in path.read_text().splitlines() if ln.strip().startswith("- ")]
-    return "ganctl train " + " ".join(lines)
+def _command(run: RunFolder) -> str | None:
+    """The overrides the run was started with, as a command line."""
+    overrides = run.overrides()
+    return None if overrides is None else "ganctl train " + " ".join(overrides)
 
 
 def describe(target: str) -> dict:
@@ -38,7 +26,7 @@ def describe(target: str) -> dict:
         cfg = to_run_config(ckpt["config"])
     except Exception as exc:  # OmegaConf raises several types for a config it cannot merge
         raise CheckpointError(f"{path}: its config does not fit this ganctl's schema ({exc})") from None
-    run_dir = path.resolve().parent.parent
+    run = RunFolder.of_checkpoint(path)
     defaults, values = flatten(asdict(RunConfig())), flatten(asdict(cfg))
     params = {net: sum(t.numel() for t in ckpt[net].values()) for net in ("G", "D")}
     return {
@@ -47,7 +35,7 @@ def describe(target: str) -> dict:
         "format_version": ckpt.get("format_version"),
         "step": ckpt.get("step"),
         "epoch": ckpt.get("epoch"),
-        "command": _command(run_dir),
+        "command": _command(run),
         "dataset": f"{cfg.dataset.name} ({cfg.dataset.split})",
         "data_shape": ckpt.get("data_shape"),
         "model": cfg.model.arch,
@@ -56,7 +44,7 @@ def describe(target: str) -> dict:
         "ema": ckpt.get("G_ema") is not None,
         "labels": ckpt.get("classes"),  # a conditional run's class names
         "changed": {k: v for k, v in values.items() if v != defaults.get(k)},
-        "last_metrics": _last_row(run_dir),
+        "last_metrics": run.last_row(),
         "best_metric": ckpt.get("best_metric"),
     }
 
@@ -89,7 +77,7 @@ def render(info: dict) -> str:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="ganctl inspect", description="Show what a checkpoint holds.")
-    p.add_argument("checkpoint", help="a .pt checkpoint, or a run folder (its checkpoints/last.pt)")
+    options.add_checkpoint(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
 

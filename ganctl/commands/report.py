@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from PIL import Image
 from ganctl import images, plots
 from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.files import atomic_write
+from ganctl.runfolder import RunFolder
 
 FIELDS = [
     "job",
@@ -34,19 +34,7 @@ FIELDS = [
 
 
 def _overrides(job_dir: Path) -> str:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return ""
-    lines = [ln.strip()[2:] for ln in path.read_text().splitlines() if ln.strip().startswith("- ")]
-    return " ".join(lines)
-
-
-def _metrics(job_dir: Path) -> list[dict]:
-    path = job_dir / "metrics.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return " ".join(RunFolder(job_dir).overrides() or [])
 
 
 def _float(value: Any) -> float | None:
@@ -59,10 +47,10 @@ def _float(value: Any) -> float | None:
 
 def job_row(job_dir: Path) -> dict:
     """One job's line: overrides, status, final losses, speed, metric and last checkpoint."""
-    rows = _metrics(job_dir)
+    run = RunFolder(job_dir)
+    rows = run.metrics_rows()
     last = rows[-1] if rows else {}
-    error_file = job_dir / "error.txt"
-    ckpt = job_dir / "checkpoints" / "last.pt"
+    error_file, ckpt = run.error, run.last
     speeds = [v for v in (_float(r.get("steps_per_s")) for r in rows[1:] or rows) if v is not None]
     metric, value = None, None
     for name in ("fd", "w1"):  # the evaluation's headline metric, when the run logged one
@@ -138,7 +126,7 @@ def contact_sheet(sweep_dir: Path, rows: list[dict]) -> Image.Image:
     """Every job's newest sample picture, labelled with what the sweep varied and its status."""
     names, tiles = labels(rows), []
     for r in sorted(rows, key=lambda r: int(r["job"])):
-        grids = sorted((sweep_dir / r["job"] / "samples").glob("step_*.png"))
+        grids = [path for _, path in RunFolder(sweep_dir / r["job"]).sample_pictures()]
         status = r["status"] + (f": {r['error']}" if r["error"] else "")
         tiles.append((f"{names[r['job']]} ({status})", Image.open(grids[-1]).convert("RGB") if grids else None))
     return plots.contact_sheet(tiles)
@@ -150,7 +138,9 @@ def curves(sweep_dir: Path, rows: list[dict]) -> Image.Image:
     for loss in ("d_loss", "g_loss"):
         series = {}
         for r in sorted(rows, key=lambda r: int(r["job"])):
-            points = [(_float(m.get("step")), _float(m.get(loss))) for m in _metrics(sweep_dir / r["job"])]
+            points = [
+                (_float(m.get("step")), _float(m.get(loss))) for m in RunFolder(sweep_dir / r["job"]).metrics_rows()
+            ]
             series[names[r["job"]]] = [(x, y) for x, y in points if x is not None and y is not None]
         panels[loss] = series
     return plots.curves(panels)
@@ -164,12 +154,11 @@ RUN_PANELS = {
     "w1": {"w1": "Wasserstein-1 to the target (w1)"},
 }
 MAX_FRAMES = 100  # a long run's GIF keeps an even spread of its pictures, the first and the last
-SAMPLE_NAME = re.compile(r"^step_(\d+)\.png$")
 
 
 def run_curves(run_dir: Path) -> Image.Image | None:
     """A run's losses, D(x) and D(G(z)), and its evaluation metric when it logged one, against step."""
-    rows = _metrics(run_dir)
+    rows = RunFolder(run_dir).metrics_rows()
     panels = {}
     for panel, columns in RUN_PANELS.items():
         series = {}
@@ -183,16 +172,10 @@ def run_curves(run_dir: Path) -> Image.Image | None:
     return plots.curves(panels) if panels else None
 
 
-def sample_pictures(run_dir: Path) -> list[tuple[int, Path]]:
-    """samples/step_N.png as (N, path), by step."""
-    folder = run_dir / "samples"
-    found = [(SAMPLE_NAME.match(p.name), p) for p in folder.iterdir()] if folder.is_dir() else []
-    return sorted((int(m.group(1)), p) for m, p in found if m)
-
-
 def progress_gif(run_dir: Path) -> Path | None:
     """Write samples/progress.gif: the fixed-latent pictures in step order, one frame each (None: no pictures)."""
-    pictures = sample_pictures(run_dir)
+    run = RunFolder(run_dir)
+    pictures = run.sample_pictures()
     if not pictures:
         return None
     if len(pictures) > MAX_FRAMES:
@@ -205,7 +188,7 @@ def progress_gif(run_dir: Path) -> Path | None:
     frames = images.progress_frames(loaded, last_step=pictures[-1][0])
     # About 6 s for the whole loop, 0.1-0.5 s a frame; the last picture stays 2 s before it restarts.
     each = max(100, min(500, 6000 // len(frames)))
-    out = run_dir / "samples" / "progress.gif"
+    out = run.progress_gif
     images.save_gif(frames, out, [each] * (len(frames) - 1) + [2000])
     return out
 
@@ -216,7 +199,7 @@ def run_pictures(run_dir: Path) -> list[str]:
     written = []
     picture = run_curves(run_dir)
     if picture is not None:
-        images.save_png(picture, run_dir / "curves.png")
+        images.save_png(picture, RunFolder(run_dir).curves)
         written.append("curves.png")
     if progress_gif(run_dir) is not None:
         written.append("samples/progress.gif")
@@ -244,10 +227,6 @@ def report(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def is_run(folder: Path) -> bool:
-    return (folder / "metrics.csv").is_file() or bool(sample_pictures(folder))
-
-
 def main(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="ganctl report",
@@ -267,7 +246,7 @@ def main(argv: list[str]) -> None:
             f"curves.png in {folder}"
         )
         return
-    if not folder.is_dir() or not is_run(folder):
+    if not folder.is_dir() or not RunFolder(folder).holds_run():
         raise ConfigError(
             f"{folder} is not a sweep folder (no job folders 0/, 1/, ...) nor a run folder (no metrics.csv "
             "or samples/step_N.png); accepted: a run folder outputs/DATE/TIME or a multirun/DATE/TIME folder"

@@ -14,9 +14,11 @@ import torch
 from ganctl import images, kinds
 from ganctl.commands.report import end_of_run
 from ganctl.config import RunConfig
+from ganctl.data import read_once
 from ganctl.errors import ConfigError, Diverged, Interrupted
 from ganctl.files import refused
 from ganctl.generation import class_columns, generate
+from ganctl.runfolder import RunFolder
 from ganctl.training import checkpoint, distributed
 from ganctl.training.build import Run, build
 from ganctl.training.runlog import PendingStats, RunLog, metric_fields
@@ -42,7 +44,8 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
                 f"{torch.cuda.device_count()} CUDA device(s); accepted: 1..{torch.cuda.device_count()}"
             )
         return distributed.spawn(run_rank, cfg.trainer.devices, uses_cuda, cfg, str(run_dir), resume)
-    return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
+    with read_once():  # the size check and the load below share one scan of the files
+        return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
 
 
 def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) -> None:
@@ -187,7 +190,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
 
 def make_folders(run_dir: Path, rank: distributed.Rank) -> tuple[Path, Path]:
     """samples/ and checkpoints/ (rank 0 creates them)."""
-    samples_dir, ckpt_dir = run_dir / "samples", run_dir / "checkpoints"
+    run = RunFolder(run_dir)
+    samples_dir, ckpt_dir = run.samples, run.checkpoints
     if rank.is_main:
         for folder in (samples_dir, ckpt_dir):
             try:
@@ -205,7 +209,7 @@ def summary(r: Run, run_dir: Path, row: dict, rate: float) -> dict:
         "d_loss": row.get("d_loss"),
         "g_loss": row.get("g_loss"),
         "steps_per_s": round(rate, 2),
-        "last_checkpoint": str(run_dir / "checkpoints" / "last.pt"),
+        "last_checkpoint": str(RunFolder(run_dir).last),
         # The last evaluation (trainer.eval_every also fires at the final step): what sweepers minimise.
         "metric": r.evaluator.metric if r.evaluator else None,
         "metric_value": row.get(r.evaluator.metric) if r.evaluator else None,

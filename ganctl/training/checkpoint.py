@@ -18,6 +18,7 @@ from ganctl.config import RunConfig, to_run_config
 from ganctl.errors import CheckpointError, ConfigError
 from ganctl.files import atomic_write, link_as, refused
 from ganctl.models import build_models
+from ganctl.runfolder import RunFolder
 
 FORMAT_VERSION = 1
 MAGIC = "ganctl-checkpoint"
@@ -34,7 +35,7 @@ def resolve_path(path: str | os.PathLike) -> Path:
     """A checkpoint file, or a run folder meaning its checkpoints/last.pt."""
     p = Path(path)
     if p.is_dir():
-        last = p / "checkpoints" / "last.pt"
+        last = RunFolder(p).last
         if not last.is_file():
             raise CheckpointError(f"{p} is a folder with no checkpoints/last.pt; pass a .pt file or a run folder")
         return last

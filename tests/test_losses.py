@@ -8,7 +8,7 @@ from torch import nn
 
 from ganctl.losses import LOSSES, gradient_penalty
 from ganctl.training.distributed import Rank
-from ganctl.training.step import AutogradStep, Precision
+from ganctl.training.step import AutogradStep, DStats, Precision
 
 from conftest import compose
 
@@ -86,6 +86,9 @@ class NoOpt:
         raise AssertionError("these tests compute D's loss only")
 
 
+NO_G = [torch.tensor(0.0)]  # a log row's G losses, where a test looks at D's statistics only
+
+
 def d_step(D, loss_name, shuffled=False, joint=False, gp_weight=10.0):
     """An autograd GAN step around a bare D: only its scoring and loss (d_grads) are exercised."""
     G = nn.Identity()
@@ -135,7 +138,7 @@ def test_gradient_penalty_hand_computed():
     total, stats = d_loss(step, real, fake)
     wasserstein = D(fake).mean() - D(real).mean()
     assert total.item() == pytest.approx(wasserstein.item() + 10.0 * 16.0, rel=1e-5)
-    assert step.summarise([stats])[3].item() == pytest.approx(5.0, rel=1e-5)
+    assert step.summarise([stats], NO_G).grad_norm.item() == pytest.approx(5.0, rel=1e-5)
 
 
 def test_shuffled_batch_is_half_the_separate_sum():
@@ -146,10 +149,12 @@ def test_shuffled_batch_is_half_the_separate_sum():
     separate_step, shuffled_step = d_step(D, "bce"), d_step(D, "bce", shuffled=True)
     separate, sep_raw = d_loss(separate_step, real, fake)
     shuffled, shuf_raw = d_loss(shuffled_step, real, fake)
-    sep_stats, shuf_stats = separate_step.summarise([sep_raw]), shuffled_step.summarise([shuf_raw])
+    sep_stats, shuf_stats = separate_step.summarise([sep_raw], NO_G), shuffled_step.summarise([shuf_raw], NO_G)
     assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
     # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
-    assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)
+    assert [shuf_stats.d_real.item(), shuf_stats.d_fake.item()] == pytest.approx(
+        [sep_stats.d_real.item(), sep_stats.d_fake.item()], rel=1e-6
+    )
 
 
 def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
@@ -167,7 +172,7 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
     D.zero_grad(set_to_none=True)
     l_one, s_one = d_loss(one, real, fake)
     torch.testing.assert_close(l_one, l_two)
-    torch.testing.assert_close(one.summarise([s_one]), two.summarise([s_two]))
+    torch.testing.assert_close(one.summarise([s_one], NO_G), two.summarise([s_two], NO_G))
     for p, b in zip(D.parameters(), g2):
         torch.testing.assert_close(p.grad, b)
     # Batch norm (DCGAN with d_norm=batch) and setup 002's batch moments mix the rows.
@@ -180,11 +185,12 @@ def test_log_row_is_the_mean_over_the_steps_it_covers():
     """The loop keeps each step's raw scores and reduces them once per log row."""
     step = d_step(nn.Identity(), "bce")
     raws = [
-        (torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
+        DStats(torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
         for i in range(3)
     ]
-    row = step.summarise(raws)
-    assert row[0].item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
+    row = step.summarise(raws, [torch.tensor(float(i)) for i in (3, 4, 8)])
+    assert row.d_loss.item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
     expected_real = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0])).mean().item()
-    assert row[1].item() == pytest.approx(expected_real)  # D(x): mean of the per-step means
-    assert row[2].item() == pytest.approx(1 - expected_real)
+    assert row.d_real.item() == pytest.approx(expected_real)  # D(x): mean of the per-step means
+    assert row.d_fake.item() == pytest.approx(1 - expected_real)
+    assert row.g_loss.item() == pytest.approx(5.0)  # mean G loss of 3, 4, 8

@@ -35,7 +35,7 @@ from ganctl.config import RunConfig
 from ganctl.losses import Loss
 from ganctl.models.mlp import BatchMoments
 from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
-from ganctl.training.step import GANStep
+from ganctl.training.step import DStats, GANStep
 
 FUSABLE = ("relu", "leaky_relu", "tanh", "sigmoid")
 
@@ -382,7 +382,7 @@ class ManualStep(GANStep):
             loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
         self.D_chain.backward(d_trace, grad)
         flat = scores.view(-1)
-        return loss, (loss, flat[:n_real], flat[n_real:], self._no_penalty)
+        return loss, DStats(loss, flat[:n_real], flat[n_real:], self._no_penalty)
 
     @torch.no_grad()
     def g_grads(self):

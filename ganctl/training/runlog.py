@@ -13,6 +13,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, the usual bar in a terminal
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused
 from ganctl.training.distributed import Rank
+from ganctl.training.step import DStats, StepStats
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
 GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
@@ -64,21 +65,21 @@ class PendingStats:
     no per-step host sync and no per-step ops for logging."""
 
     def __init__(self):
-        self.d: list[tuple] = []
+        self.d: list[DStats] = []
         self.g: list[torch.Tensor] = []
 
-    def add(self, d_stats: tuple, g_loss: torch.Tensor) -> None:
+    def add(self, d_stats: DStats, g_loss: torch.Tensor) -> None:
         self.d.append(d_stats)
         self.g.append(g_loss)
 
-    def reduce(self, summarise, rank: Rank, device: torch.device) -> list[float]:
-        """[d_loss, D(x), D(G(z)), grad_norm, g_loss], averaged over the steps and the replicas."""
-        local = torch.zeros(5, device=device)
+    def reduce(self, summarise, rank: Rank, device: torch.device) -> StepStats:
+        """The statistics as floats, averaged over the steps and the replicas (zeros without steps)."""
+        local = torch.zeros(len(StepStats._fields), device=device)
         if self.d:
-            local = torch.cat([summarise(self.d), torch.stack(self.g).mean().view(1)])
+            local = torch.stack(summarise(self.d, self.g))  # one tensor: one all-reduce
         self.d.clear()
         self.g.clear()
-        return (rank.sum(local) / rank.world).tolist()
+        return StepStats._make((rank.sum(local) / rank.world).tolist())
 
 
 class TensorBoardLog:

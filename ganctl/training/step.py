@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -20,9 +20,24 @@ from ganctl.losses import Loss, r1_penalty
 from ganctl.training.cpu_kernels import stepper
 from ganctl.training.distributed import Rank
 
-# A D phase's raw material for the log, kept on the device until a log row reduces it:
-# (loss, real scores, fake scores, penalty gradient norm), all detached.
-DStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+class DStats(NamedTuple):
+    """A D update's raw material for the log, detached and kept on the device until a log row."""
+
+    loss: torch.Tensor
+    real: torch.Tensor  # D's scores of the real batch
+    fake: torch.Tensor  # and of the fake batch
+    grad_norm: torch.Tensor  # the penalty's latest gradient norm (0 without a penalty)
+
+
+class StepStats(NamedTuple):
+    """A log row's statistics of the step: tensors from `summarise`, floats once reduced."""
+
+    d_loss: torch.Tensor | float
+    d_real: torch.Tensor | float  # D(x) as the loss reports it
+    d_fake: torch.Tensor | float  # D(G(z))
+    grad_norm: torch.Tensor | float
+    g_loss: torch.Tensor | float
 
 
 class Precision:
@@ -120,16 +135,15 @@ class GANStep:
         self._step_g()
         return loss.detach()
 
-    def summarise(self, raws: list[DStats]) -> torch.Tensor:
-        """[loss, D(x), D(G(z)), grad norm], each the mean over the D updates in `raws`."""
-        losses, reals, fakes, norms = zip(*raws)
-        return torch.stack(
-            [
-                torch.stack(losses).mean(),
-                self.loss.report(torch.cat(reals)),
-                self.loss.report(torch.cat(fakes)),
-                torch.stack(norms).mean(),
-            ]
+    def summarise(self, d_stats: list[DStats], g_losses: list[torch.Tensor]) -> StepStats:
+        """Each statistic's mean over the updates the log row covers."""
+        losses, reals, fakes, norms = zip(*d_stats)
+        return StepStats(
+            d_loss=torch.stack(losses).mean(),
+            d_real=self.loss.report(torch.cat(reals)),
+            d_fake=self.loss.report(torch.cat(fakes)),
+            grad_norm=torch.stack(norms).mean(),
+            g_loss=torch.stack(g_losses).mean(),
         )
 
 
@@ -253,7 +267,7 @@ class AutogradStep(GANStep):
         self.d_updates += 1
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.scale("d", loss).backward()
-        return loss, self._kept(loss, s_real, s_fake, grad_norm)
+        return loss, DStats(*self._kept(loss, s_real, s_fake, grad_norm))
 
     def g_grads(self):
         if self.cuda_graphs:

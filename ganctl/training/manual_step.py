@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import RunConfig
-from ganctl.losses import Loss
+from ganctl.losses import LOSSES, Loss
 from ganctl.models.mlp import BatchMoments
 from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
 from ganctl.training.step import DStats, GANStep
@@ -61,7 +61,10 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
             m.d_features == "moments" and lo.d_batch == "shuffled",
             "model.d_features=moments with loss.d_batch=shuffled (only separate batches)",
         ),
-        (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
+        (
+            LOSSES[lo.name].penalty is not None,
+            f"loss={lo.name} (its gradient penalty needs autograd's double backward)",
+        ),
         (lo.r1_gamma > 0, "loss.r1_gamma > 0 (R1 needs autograd's double backward)"),
         (m.d_spectral_norm, "model.d_spectral_norm=true"),
         (m.conditional, "model.conditional=true"),

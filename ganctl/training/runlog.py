@@ -12,6 +12,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, the usual bar in a terminal
 
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused
+from ganctl.losses import for_run
 from ganctl.training.distributed import Rank
 from ganctl.training.step import DStats, StepStats
 
@@ -23,8 +24,9 @@ def metric_fields(cfg: RunConfig, data_shape: tuple[int, ...], eval_fields: list
     """The columns of metrics.csv for this run."""
     # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
     fields = METRIC_FIELDS + (GAUSSIAN_FIELDS if tuple(data_shape) == (1,) else [])
-    if cfg.loss.name == "wgan_gp" or cfg.loss.r1_gamma > 0:
-        # WGAN-GP: the critic's gradient norm on interpolates, pushed to 1; R1: on real samples, pushed to 0
+    if for_run(cfg.loss).penalties:
+        # The last penalty's gradient norm: WGAN-GP's on interpolates, pushed to 1; R1's on real
+        # samples, pushed to 0
         fields.append("grad_norm")
     if cfg.trainer.on_nan == "skip":
         fields.append("nan_skips")

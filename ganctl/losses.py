@@ -5,15 +5,18 @@ Discriminators return raw scores. For the probabilistic losses D(x) = sigmoid(sc
 followed by BCELoss computes, without its overflow (BCELoss clamps the log at -100).
 
 A new loss is a pair of functions and one line in LOSSES; it knows nothing of the training step.
+A run's penalties (the loss's own, R1) are `Penalty` records in the `Loss` that `for_run` builds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ganctl.config import LossConfig
 
 Tensor = torch.Tensor
 
@@ -75,9 +78,11 @@ def gradient_penalty(
     return (norm - 1).pow(2).mean(), norm.mean().detach()
 
 
-def r1_penalty(D: Callable[[Tensor], Tensor], real: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def r1_penalty(
+    D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor | None = None, scale: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Mescheder et al. 2018's R1, E[|grad_x D(x)|^2] on real samples (to be weighted by gamma / 2),
-    and the mean gradient norm (detached) for the log. `scale` as in gradient_penalty."""
+    and the mean gradient norm (detached) for the log. It ignores `fake`; `scale` as in gradient_penalty."""
     x = real.detach().requires_grad_(True)
     out = D(x).float().sum()
     (grad,) = torch.autograd.grad(out if scale is None else out * scale, x, create_graph=True)
@@ -87,15 +92,37 @@ def r1_penalty(D: Callable[[Tensor], Tensor], real: Tensor, scale: Tensor | None
     return sq.mean(), sq.detach().sqrt().mean()
 
 
+PenaltyFn = Callable[..., tuple[Tensor, Tensor]]  # (D, real, fake, scale) -> (value, logged norm)
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A term of D's loss, fn(D, real, fake, scale) -> (value, logged norm), weighted by `weight`.
+
+    With every > 1 it is computed on every `every`-th D update only, and weighted by
+    `weight * every` there so that its average strength stays (StyleGAN2's lazy regularisation).
+    """
+
+    fn: PenaltyFn
+    weight: float
+    every: int = 1
+    augmented: bool = False  # D sees the penalty's inputs through trainer.augment, as it sees real images
+
+
 @dataclass(frozen=True)
 class Loss:
-    """D's objective of (real scores, fake scores), G's of fake scores, an optional penalty."""
+    """D's objective of (real scores, fake scores), G's of fake scores, an optional penalty.
+
+    `penalty` is the registry's own penalty (WGAN-GP's); `penalties` are the weighted terms a run
+    adds to D's loss, in order, as `for_run` builds them from the config.
+    """
 
     name: str
     d: Callable[[Tensor, Tensor], Tensor]
     g: Callable[[Tensor], Tensor]
-    penalty: Callable[..., tuple[Tensor, Tensor]] | None = None  # (D, real, fake, scale) -> (penalty, norm)
+    penalty: PenaltyFn | None = None  # weighted by loss.gp_weight
     probabilistic: bool = False  # scores are logits: the log reports sigmoid(score) as D(x)
+    penalties: tuple[Penalty, ...] = ()
 
     def report(self, scores: Tensor) -> Tensor:
         """D(x) as the log shows it: the mean probability, or the mean raw score."""
@@ -109,3 +136,16 @@ LOSSES: dict[str, Loss] = {
     "hinge": Loss("hinge", hinge_d, wasserstein_g),
     "lsgan": Loss("lsgan", lsgan_d, lsgan_g),
 }
+
+
+def for_run(cfg: LossConfig) -> Loss:
+    """The loss `cfg` names with its penalties: its own (weighted by loss.gp_weight), then R1."""
+    loss = LOSSES[cfg.name]
+    penalties = []
+    if loss.penalty is not None:
+        penalties.append(Penalty(loss.penalty, cfg.gp_weight))
+    if cfg.r1_gamma > 0:
+        # Mescheder et al. weigh R1 by gamma / 2. It is taken on the real images as D scores
+        # them, through the augmentation.
+        penalties.append(Penalty(r1_penalty, 0.5 * cfg.r1_gamma, cfg.r1_every, augmented=True))
+    return replace(loss, penalties=tuple(penalties))

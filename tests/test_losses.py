@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganctl.losses import LOSSES, gradient_penalty
+from ganctl.losses import LOSSES, Loss, Penalty, for_run, gradient_penalty, wasserstein_d, wasserstein_g
 from ganctl.training.distributed import Rank
-from ganctl.training.step import AutogradStep, Precision
+from ganctl.training.step import AutogradStep, DStats, Precision
 
 from conftest import compose
 
@@ -86,15 +86,21 @@ class NoOpt:
         raise AssertionError("these tests compute D's loss only")
 
 
-def d_step(D, loss_name, shuffled=False, joint=False, gp_weight=10.0):
-    """An autograd GAN step around a bare D: only its scoring and loss (d_grads) are exercised."""
+NO_G = [torch.tensor(0.0)]  # a log row's G losses, where a test looks at D's statistics only
+
+
+def d_step(D, loss, *loss_overrides, shuffled=False, joint=False):
+    """An autograd GAN step around a bare D: only its scoring and loss (d_grads) are exercised.
+    `loss` is a Loss record, or a loss name whose run record (penalties included) the overrides shape."""
+    if isinstance(loss, str):
+        loss = for_run(compose(f"loss={loss}", *loss_overrides).loss)
     G = nn.Identity()
     return AutogradStep(
         G,
         D,
         NoOpt(),
         NoOpt(),
-        LOSSES[loss_name],
+        loss,
         None,
         0,
         Precision("fp32", torch.device("cpu")),
@@ -107,7 +113,6 @@ def d_step(D, loss_name, shuffled=False, joint=False, gp_weight=10.0):
         D_penalty=D,
         joint=joint,
         shuffled=shuffled,
-        gp_weight=gp_weight,
     )
 
 
@@ -135,7 +140,7 @@ def test_gradient_penalty_hand_computed():
     total, stats = d_loss(step, real, fake)
     wasserstein = D(fake).mean() - D(real).mean()
     assert total.item() == pytest.approx(wasserstein.item() + 10.0 * 16.0, rel=1e-5)
-    assert step.summarise([stats])[3].item() == pytest.approx(5.0, rel=1e-5)
+    assert step.summarise([stats], NO_G).grad_norm.item() == pytest.approx(5.0, rel=1e-5)
 
 
 def test_shuffled_batch_is_half_the_separate_sum():
@@ -146,10 +151,12 @@ def test_shuffled_batch_is_half_the_separate_sum():
     separate_step, shuffled_step = d_step(D, "bce"), d_step(D, "bce", shuffled=True)
     separate, sep_raw = d_loss(separate_step, real, fake)
     shuffled, shuf_raw = d_loss(shuffled_step, real, fake)
-    sep_stats, shuf_stats = separate_step.summarise([sep_raw]), shuffled_step.summarise([shuf_raw])
+    sep_stats, shuf_stats = separate_step.summarise([sep_raw], NO_G), shuffled_step.summarise([shuf_raw], NO_G)
     assert shuffled.item() == pytest.approx(0.5 * separate.item(), rel=1e-6)
     # D(x) and D(G(z)) are still reported for the real and the fake half respectively.
-    assert shuf_stats[1:3].tolist() == pytest.approx(sep_stats[1:3].tolist(), rel=1e-6)
+    assert [shuf_stats.d_real.item(), shuf_stats.d_fake.item()] == pytest.approx(
+        [sep_stats.d_real.item(), sep_stats.d_fake.item()], rel=1e-6
+    )
 
 
 def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
@@ -167,7 +174,7 @@ def test_joint_d_pass_matches_two_passes_where_rows_are_independent():
     D.zero_grad(set_to_none=True)
     l_one, s_one = d_loss(one, real, fake)
     torch.testing.assert_close(l_one, l_two)
-    torch.testing.assert_close(one.summarise([s_one]), two.summarise([s_two]))
+    torch.testing.assert_close(one.summarise([s_one], NO_G), two.summarise([s_two], NO_G))
     for p, b in zip(D.parameters(), g2):
         torch.testing.assert_close(p.grad, b)
     # Batch norm (DCGAN with d_norm=batch) and setup 002's batch moments mix the rows.
@@ -180,11 +187,49 @@ def test_log_row_is_the_mean_over_the_steps_it_covers():
     """The loop keeps each step's raw scores and reduces them once per log row."""
     step = d_step(nn.Identity(), "bce")
     raws = [
-        (torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
+        DStats(torch.tensor(float(i)), torch.full((4,), float(i)), torch.full((4,), -float(i)), torch.tensor(0.0))
         for i in range(3)
     ]
-    row = step.summarise(raws)
-    assert row[0].item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
+    row = step.summarise(raws, [torch.tensor(float(i)) for i in (3, 4, 8)])
+    assert row.d_loss.item() == pytest.approx(1.0)  # mean loss of 0, 1, 2
     expected_real = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0])).mean().item()
-    assert row[1].item() == pytest.approx(expected_real)  # D(x): mean of the per-step means
-    assert row[2].item() == pytest.approx(1 - expected_real)
+    assert row.d_real.item() == pytest.approx(expected_real)  # D(x): mean of the per-step means
+    assert row.d_fake.item() == pytest.approx(1 - expected_real)
+    assert row.g_loss.item() == pytest.approx(5.0)  # mean G loss of 3, 4, 8
+
+
+def test_r1_is_a_penalty_of_the_loss_record_after_the_loss_own():
+    """R1 joins any loss as a Penalty: weight gamma / 2 (Mescheder et al.), on its lazy schedule."""
+    assert for_run(compose("loss=bce").loss).penalties == ()
+    (gp,) = for_run(compose("loss=wgan_gp", "loss.gp_weight=3").loss).penalties
+    assert (gp.fn, gp.weight, gp.every, gp.augmented) == (gradient_penalty, 3.0, 1, False)
+    gp, r1 = for_run(compose("loss=wgan_gp", "loss.r1_gamma=0.5", "loss.r1_every=4").loss).penalties
+    assert gp.fn is gradient_penalty and (r1.weight, r1.every, r1.augmented) == (0.25, 4, True)
+
+
+def test_lazy_penalty_is_scaled_on_its_updates_and_its_last_norm_logged_between():
+    """D(x) = w.x with |w| = 5: R1 = 25 and norm 5 on every 3rd D update, weighted 3 * gamma / 2 there."""
+    torch.manual_seed(0)
+    D = LinearCritic([3.0, 4.0])
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    step = d_step(D, "hinge", "loss.r1_gamma=0.2", "loss.r1_every=3")
+    hinge = LOSSES["hinge"].d(D(real), D(fake)).item()
+    seen = []
+    for _ in range(4):
+        total, stats = d_loss(step, real, fake)
+        seen.append((total.item() - hinge, stats.grad_norm.item()))
+    # float32 totals near 10 carry ~1e-6 of rounding; a missed or unscaled R1 is off by 2.5 or more
+    assert [s[0] for s in seen] == pytest.approx([0.3 * 25, 0, 0, 0.3 * 25], abs=1e-4)
+    assert [s[1] for s in seen] == pytest.approx([5.0] * 4, rel=1e-5)  # float32 sqrt of a mean of 8
+    assert step.d_updates == 4
+
+
+def test_a_new_penalty_needs_no_change_to_the_step():
+    """The step adds whatever penalties the Loss record carries, by weight, and logs the last one's norm."""
+    D = LinearCritic([1.0, 0.0])
+    real, fake = torch.ones(4, 2), torch.zeros(4, 2)
+    const = Penalty(lambda D, real, fake, scale: (D(real).mean(), torch.tensor(7.0)), weight=2.0)
+    step = d_step(D, Loss("custom", wasserstein_d, wasserstein_g, penalties=(const,)))
+    total, stats = d_loss(step, real, fake)
+    assert total.item() == pytest.approx((0.0 - 1.0) + 2.0 * 1.0)
+    assert stats.grad_norm.item() == 7.0

@@ -23,6 +23,7 @@ from ganctl.training import checkpoint, distributed
 from ganctl.training.build import Run, build
 from ganctl.training.runlog import PendingStats, RunLog, metric_fields
 from ganctl.training.signals import StopRequest
+from ganctl.training.step import StepStats
 from ganctl.training.validate import training_device, validate
 
 
@@ -60,11 +61,11 @@ def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) 
         log.picture(picture, r.state.step, values=kind.log_values(fake))
 
 
-def check_finite(values: list[float], r: Run, since: int, last_good: int | None) -> None:
+def check_finite(stats: StepStats, r: Run, since: int, last_good: int | None) -> None:
     """Stop at the first non-finite loss or weights, naming the last good checkpoint."""
     named = {
-        "d_loss": torch.tensor(values[0]),
-        "g_loss": torch.tensor(values[4]),
+        "d_loss": torch.tensor(stats.d_loss),
+        "g_loss": torch.tensor(stats.g_loss),
         "generator weights": torch.stack([p.detach().sum() for p in r.state.G.parameters()]),
         "discriminator weights": torch.stack([p.detach().sum() for p in r.state.D.parameters()]),
     }
@@ -78,18 +79,18 @@ def check_finite(values: list[float], r: Run, since: int, last_good: int | None)
 
 
 def log_row(
-    r: Run, cfg: RunConfig, values: list[float], rate: float, elapsed: float, nan_skips: int, ckpt_dir: Path
+    r: Run, cfg: RunConfig, stats: StepStats, rate: float, elapsed: float, nan_skips: int, ckpt_dir: Path
 ) -> tuple[dict, dict]:
     """metrics.csv's row and the progress bar's postfix; evaluates and keeps best.pt when due."""
     s = r.state
     row = {
         "step": s.step,
         "epoch": round(s.sampler.epoch, 4),
-        "d_loss": values[0],
-        "g_loss": values[4],
-        "d_real": values[1],
-        "d_fake": values[2],
-        "grad_norm": values[3],
+        "d_loss": stats.d_loss,
+        "g_loss": stats.g_loss,
+        "d_real": stats.d_real,
+        "d_fake": stats.d_fake,
+        "grad_norm": stats.grad_norm,
         "nan_skips": nan_skips,
         "time": round(elapsed, 3),
         "steps_per_s": round(rate, 2),
@@ -155,8 +156,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
             pending.add(d_stats[-1], g_losses[-1])
             logging = s.step % t.log_every == 0 or s.step == r.steps
             if logging:
-                values = pending.reduce(gan.summarise, rank, r.device)
-                check_finite(values, r, last_log_step, last_good)
+                stats = pending.reduce(gan.summarise, rank, r.device)
+                check_finite(stats, r, last_log_step, last_good)
                 if t.check_replicas and not rank.replicas_agree([s.G, s.D], r.device):
                     raise Diverged(
                         f"replicas hold different weights at step {s.step}; "
@@ -164,7 +165,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                     )
                 now = time.perf_counter()
                 row, postfix = log_row(
-                    r, cfg, values, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, ckpt_dir
+                    r, cfg, stats, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, ckpt_dir
                 )
                 log.write(row, postfix)
                 last_log_step, last_log_time = s.step, now

@@ -16,7 +16,7 @@ from ganctl.data import BatchSampler, Dataset, load_dataset
 from ganctl.ema import EMA
 from ganctl.errors import ConfigError
 from ganctl.generation import latents
-from ganctl.losses import LOSSES
+from ganctl.losses import for_run
 from ganctl.models import build_models, rows_independent
 from ganctl.optim import Schedule, build_optimizer
 from ganctl.training import fast_paths
@@ -120,7 +120,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
     gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision)
-    gan.d_updates = state.step * t.d_steps  # the lazy R1 stays on the same updates after a resume
+    gan.d_updates = state.step * t.d_steps  # lazy penalties stay on the same updates after a resume
     evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
 
@@ -197,7 +197,7 @@ def make_step(
         D=D,
         opt_g=opt_g,
         opt_d=opt_d,
-        loss=LOSSES[cfg.loss.name],
+        loss=for_run(cfg.loss),
         latent=lambda n: latents(n, cfg.model, device=device),
         batch=batch,
         precision=Precision(precision or t.precision, device),
@@ -230,9 +230,6 @@ def make_step(
         D_penalty=D_penalty,
         joint=rows_independent(D),
         shuffled=shuffled,
-        gp_weight=cfg.loss.gp_weight,
         augment=augment.policy(t.augment),
-        r1_gamma=cfg.loss.r1_gamma,
-        r1_every=cfg.loss.r1_every,
         cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda",
     )

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import RunConfig
-from ganctl.losses import Loss
+from ganctl.losses import LOSSES, Loss, bce_d, bce_g, minimax_g
 from ganctl.models.mlp import BatchMoments
 from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
-from ganctl.training.step import GANStep
+from ganctl.training.step import DStats, GANStep
 
 FUSABLE = ("relu", "leaky_relu", "tanh", "sigmoid")
 
@@ -61,7 +61,10 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
             m.d_features == "moments" and lo.d_batch == "shuffled",
             "model.d_features=moments with loss.d_batch=shuffled (only separate batches)",
         ),
-        (lo.name == "wgan_gp", "loss=wgan_gp (its gradient penalty needs autograd's double backward)"),
+        (
+            LOSSES[lo.name].penalty is not None,
+            f"loss={lo.name} (its gradient penalty needs autograd's double backward)",
+        ),
         (lo.r1_gamma > 0, "loss.r1_gamma > 0 (R1 needs autograd's double backward)"),
         (m.d_spectral_norm, "model.d_spectral_norm=true"),
         (m.conditional, "model.conditional=true"),
@@ -214,11 +217,12 @@ class Chain:
 
 # Closed forms of the score gradients of the BCE-type losses (d softplus(x)/dx = sigmoid(x)); other
 # losses take them from autograd on the scores alone. Scores are D's output column (N, 1), real
-# rows first, so the gradient goes back into D as it is.
-CLOSED_FORM_D = ("bce", "minimax")  # the same D loss: softplus(-real).mean() + softplus(fake).mean()
+# rows first, so the gradient goes back into D as it is. Keyed by the loss function itself: a
+# closed form is the derivative of that function, whichever registry entry uses it.
+CLOSED_FORM_D = (bce_d,)  # softplus(-real).mean() + softplus(fake).mean()
 CLOSED_FORM_G = {
-    "bce": lambda loss, s: (loss.g(s), torch.sigmoid(s).sub_(1).div_(s.numel())),
-    "minimax": lambda loss, s: (loss.g(s), torch.sigmoid(s).neg_().div_(s.numel())),
+    bce_g: lambda loss, s: (loss.g(s), torch.sigmoid(s).sub_(1).div_(s.numel())),
+    minimax_g: lambda loss, s: (loss.g(s), torch.sigmoid(s).neg_().div_(s.numel())),
 }
 
 
@@ -247,7 +251,7 @@ class ScoreGrads:
         return self._consts[key]
 
     def __call__(self, s: torch.Tensor, n_real: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.loss.name in CLOSED_FORM_D:
+        if self.loss.d in CLOSED_FORM_D:
             sign, target, weight = self._bce(n_real, s.shape[0] - n_real, s)
             return (F.softplus(s * sign) * weight).sum(), (torch.sigmoid(s) - target) * weight
         with torch.enable_grad():
@@ -259,8 +263,8 @@ class ScoreGrads:
 
 def score_grad(loss: Loss, s_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """G's loss (detached) and its gradient with respect to the fake score column."""
-    if loss.name in CLOSED_FORM_G:
-        return CLOSED_FORM_G[loss.name](loss, s_fake)
+    if loss.g in CLOSED_FORM_G:
+        return CLOSED_FORM_G[loss.g](loss, s_fake)
     with torch.enable_grad():
         f = s_fake.detach().requires_grad_()
         value = loss.g(f[:, 0])
@@ -382,7 +386,7 @@ class ManualStep(GANStep):
             loss, grad = 0.5 * loss, (0.5 * grad)[perm]  # back to the rows D saw
         self.D_chain.backward(d_trace, grad)
         flat = scores.view(-1)
-        return loss, (loss, flat[:n_real], flat[n_real:], self._no_penalty)
+        return loss, DStats(loss, flat[:n_real], flat[n_real:], self._no_penalty)
 
     @torch.no_grad()
     def g_grads(self):

@@ -12,7 +12,9 @@ from tqdm.auto import tqdm  # a widget in Jupyter, the usual bar in a terminal
 
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused
+from ganctl.losses import for_run
 from ganctl.training.distributed import Rank
+from ganctl.training.step import DStats, StepStats
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
 GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
@@ -22,8 +24,9 @@ def metric_fields(cfg: RunConfig, data_shape: tuple[int, ...], eval_fields: list
     """The columns of metrics.csv for this run."""
     # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
     fields = METRIC_FIELDS + (GAUSSIAN_FIELDS if tuple(data_shape) == (1,) else [])
-    if cfg.loss.name == "wgan_gp" or cfg.loss.r1_gamma > 0:
-        # WGAN-GP: the critic's gradient norm on interpolates, pushed to 1; R1: on real samples, pushed to 0
+    if for_run(cfg.loss).penalties:
+        # The last penalty's gradient norm: WGAN-GP's on interpolates, pushed to 1; R1's on real
+        # samples, pushed to 0
         fields.append("grad_norm")
     if cfg.trainer.on_nan == "skip":
         fields.append("nan_skips")
@@ -64,21 +67,21 @@ class PendingStats:
     no per-step host sync and no per-step ops for logging."""
 
     def __init__(self):
-        self.d: list[tuple] = []
+        self.d: list[DStats] = []
         self.g: list[torch.Tensor] = []
 
-    def add(self, d_stats: tuple, g_loss: torch.Tensor) -> None:
+    def add(self, d_stats: DStats, g_loss: torch.Tensor) -> None:
         self.d.append(d_stats)
         self.g.append(g_loss)
 
-    def reduce(self, summarise, rank: Rank, device: torch.device) -> list[float]:
-        """[d_loss, D(x), D(G(z)), grad_norm, g_loss], averaged over the steps and the replicas."""
-        local = torch.zeros(5, device=device)
+    def reduce(self, summarise, rank: Rank, device: torch.device) -> StepStats:
+        """The statistics as floats, averaged over the steps and the replicas (zeros without steps)."""
+        local = torch.zeros(len(StepStats._fields), device=device)
         if self.d:
-            local = torch.cat([summarise(self.d), torch.stack(self.g).mean().view(1)])
+            local = torch.stack(summarise(self.d, self.g))  # one tensor: one all-reduce
         self.d.clear()
         self.g.clear()
-        return (rank.sum(local) / rank.world).tolist()
+        return StepStats._make((rank.sum(local) / rank.world).tolist())
 
 
 class TensorBoardLog:

@@ -11,18 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from ganctl.losses import Loss, r1_penalty
+from ganctl.losses import Loss
 from ganctl.training.cpu_kernels import stepper
 from ganctl.training.distributed import Rank
 
-# A D phase's raw material for the log, kept on the device until a log row reduces it:
-# (loss, real scores, fake scores, penalty gradient norm), all detached.
-DStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+class DStats(NamedTuple):
+    """A D update's raw material for the log, detached and kept on the device until a log row."""
+
+    loss: torch.Tensor
+    real: torch.Tensor  # D's scores of the real batch
+    fake: torch.Tensor  # and of the fake batch
+    grad_norm: torch.Tensor  # the last penalty's latest gradient norm (0 without a penalty)
+
+
+class StepStats(NamedTuple):
+    """A log row's statistics of the step: tensors from `summarise`, floats once reduced."""
+
+    d_loss: torch.Tensor | float
+    d_real: torch.Tensor | float  # D(x) as the loss reports it
+    d_fake: torch.Tensor | float  # D(G(z))
+    grad_norm: torch.Tensor | float
+    g_loss: torch.Tensor | float
 
 
 class Precision:
@@ -120,16 +135,15 @@ class GANStep:
         self._step_g()
         return loss.detach()
 
-    def summarise(self, raws: list[DStats]) -> torch.Tensor:
-        """[loss, D(x), D(G(z)), grad norm], each the mean over the D updates in `raws`."""
-        losses, reals, fakes, norms = zip(*raws)
-        return torch.stack(
-            [
-                torch.stack(losses).mean(),
-                self.loss.report(torch.cat(reals)),
-                self.loss.report(torch.cat(fakes)),
-                torch.stack(norms).mean(),
-            ]
+    def summarise(self, d_stats: list[DStats], g_losses: list[torch.Tensor]) -> StepStats:
+        """Each statistic's mean over the updates the log row covers."""
+        losses, reals, fakes, norms = zip(*d_stats)
+        return StepStats(
+            d_loss=torch.stack(losses).mean(),
+            d_real=self.loss.report(torch.cat(reals)),
+            d_fake=self.loss.report(torch.cat(fakes)),
+            grad_norm=torch.stack(norms).mean(),
+            g_loss=torch.stack(g_losses).mean(),
         )
 
 
@@ -148,8 +162,8 @@ def frozen(params: list[torch.Tensor]):
 class AutogradStep(GANStep):
     """Any G, D and loss through autograd, optionally wrapped in DDP and torch.compile.
 
-    `G_run`/`D_run` are the wrapped modules the phases call; `D_penalty` scores the gradient
-    penalty's interpolates: D without torch.compile, whose AOTAutograd cannot differentiate twice.
+    `G_run`/`D_run` are the wrapped modules the phases call; `D_penalty` scores the penalties'
+    inputs: D without torch.compile, whose AOTAutograd cannot differentiate twice.
     """
 
     name = "autograd"
@@ -163,19 +177,15 @@ class AutogradStep(GANStep):
         D_penalty: nn.Module,
         joint: bool,
         shuffled: bool,
-        gp_weight: float,
         cuda_graphs: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        r1_gamma: float = 0.0,
-        r1_every: int = 1,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.gp_weight = gp_weight
         # D sees every batch, real or fake, in both phases through the same random augmentation.
         self.augment = augment or (lambda x: x)
-        self.r1_gamma, self.r1_every = r1_gamma, r1_every
-        self._r1_norm = torch.zeros((), device=self.device)
+        # Each penalty's latest gradient norm: a lazy penalty's steps in between log its last one.
+        self._norms = [torch.zeros((), device=self.device) for _ in self.loss.penalties]
         # compile_mode=reduce-overhead/max-autotune replay CUDA graphs, whose outputs are overwritten
         # by the next replay: the log keeps copies, and each phase opens a new graph step.
         self.cuda_graphs = cuda_graphs
@@ -230,30 +240,29 @@ class AutogradStep(GANStep):
             loss = self.loss.d(s_real, s_fake)
             if self.shuffled:
                 loss = 0.5 * loss  # one mean over both halves = half the sum of the two means
-            grad_norm = self._no_penalty
-            if self.loss.penalty is not None:
-                gp, grad_norm = self.loss.penalty(
-                    lambda x: self._D(self.D_penalty, x, labels),
-                    real,
-                    fake,
-                    self.precision.scale_factor("d", self.device),
-                )
-                loss = loss + self.gp_weight * gp
-            if self.r1_gamma > 0 and self.d_updates % self.r1_every == 0:
-                # Its own pass of D on the real batch, uncompiled as the penalty's; lazily every
-                # r1_every updates and scaled by r1_every to keep the same average strength.
-                r1, self._r1_norm = r1_penalty(
-                    lambda x: self._D(self.D_penalty, self.augment(x), labels),
-                    real,
-                    self.precision.scale_factor("d", self.device),
-                )
-                loss = loss + (0.5 * self.r1_gamma * self.r1_every) * r1
-            if self.r1_gamma > 0:
-                grad_norm = self._r1_norm  # the latest, so lazy steps do not average in zeros
+            loss = self._penalised(loss, real, fake, labels)
         self.d_updates += 1
         self.opt_d.zero_grad(set_to_none=True)
         self.precision.scale("d", loss).backward()
-        return loss, self._kept(loss, s_real, s_fake, grad_norm)
+        grad_norm = self._norms[-1] if self._norms else self._no_penalty
+        return loss, DStats(*self._kept(loss, s_real, s_fake, grad_norm))
+
+    def _penalised(
+        self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """D's loss plus the loss's penalties that are due at this D update."""
+        for i, p in enumerate(self.loss.penalties):
+            if self.d_updates % p.every:
+                continue
+            view = self.augment if p.augmented else (lambda x: x)
+            value, self._norms[i] = p.fn(
+                lambda x: self._D(self.D_penalty, view(x), labels),
+                real,
+                fake,
+                self.precision.scale_factor("d", self.device),
+            )
+            loss = loss + (p.weight * p.every) * value
+        return loss
 
     def g_grads(self):
         if self.cuda_graphs:

@@ -5,16 +5,25 @@ Values are checked against the registries in ganctl.training.validate, where the
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+DATA_ROOT = "~/.cache/ganctl/data"
+
+
+def default_data_root() -> str:
+    """Where datasets are read and downloaded unless dataset.root says: $GANCTL_DATA, else DATA_ROOT."""
+    return os.environ.get("GANCTL_DATA", DATA_ROOT)
+
 
 @dataclass
 class DatasetConfig:
     name: str = "gaussian1d"
-    root: str = "~/.cache/ganctl/data"
+    # Read when the config is composed (or the dataclass built), so the YAMLs need no root of their own.
+    root: str = field(default_factory=default_data_root)
     split: str = "train"
     download: bool = True
     # Pixel values are mapped from [0, 255] onto this interval on the device.
@@ -36,7 +45,6 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
     arch: str = "mlp"
     z_dim: int = 64
     latent: str = "normal"
@@ -151,10 +159,18 @@ def to_run_config(cfg: DictConfig | dict) -> RunConfig:
     return OmegaConf.to_object(node)  # type: ignore[return-value]
 
 
+# Keys that older checkpoints carry and the schema no longer has, dropped when they are read.
+RETIRED = {"model": ("name",)}  # model.name was never read: model.arch picks the networks
+
+
 def _without_hydra(cfg: Any) -> Any:
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    plain = {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    for group, keys in RETIRED.items():
+        if isinstance(plain.get(group), dict):
+            plain[group] = {k: v for k, v in plain[group].items() if k not in keys}
+    return plain
 
 
 def to_dict(cfg: RunConfig) -> dict:

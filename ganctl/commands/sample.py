@@ -100,7 +100,7 @@ def save_values(x: torch.Tensor, model: LoadedGenerator, out: Path) -> None:
         values = values[:, 0]
     kind = output_kind(out)
     if kind == ".png" and d.name in MIXTURES:
-        images.save_png(images.scatter(values, mixture_modes(d), title=d.name, std=d.std), out)
+        images.save_png(plots.scatter(values, mixture_modes(d), d.std, title=d.name), out)
     elif kind == ".png":
         images.save_png(plots.histogram(values, d.mean, d.std, title=f"{len(values)} samples"), out)
     elif kind == ".npy":

@@ -58,9 +58,7 @@ def save_samples(r: Run, cfg: RunConfig, path: Path, log: RunLog | None = None) 
         )
         grid = images.grid(images.to_uint8(fake, r.data.range), nrow=nrow or 1)
     elif cfg.dataset.name in MIXTURES:
-        grid = images.scatter(
-            fake.numpy(), mixture_modes(cfg.dataset), title=f"step {r.state.step}", std=cfg.dataset.std
-        )
+        grid = plots.scatter(fake.numpy(), mixture_modes(cfg.dataset), cfg.dataset.std, title=f"step {r.state.step}")
     else:
         grid = plots.histogram(fake.numpy(), cfg.dataset.mean, cfg.dataset.std, title=f"step {r.state.step}")
     images.save_png(grid, path)

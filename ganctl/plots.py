@@ -1,5 +1,5 @@
 """Plots drawn with matplotlib (Agg, no display): metric curves, contact sheets, and the pictures of
-low-dimensional samples (2-D scatters over the modes, 1-D histograms).
+low-dimensional samples (2-D scatters over the modes, 1-D histograms, the interpolation value plot).
 
 Sample grids and GIFs stay pixel-exact PIL images (images.py); anything with axes, ticks and a
 legend is matplotlib's job. matplotlib is imported inside the functions: a command that draws no
@@ -195,3 +195,67 @@ def histogram(
     ax.set_title(title, fontsize=10, y=1.0)  # y given: no measuring pass to place it
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     return _image(fig, tight=False)
+
+
+def _value_figure(values, positions, mean: float, std: float, names: Sequence[str], title: str, size):
+    """The value plot with its cursor (a line and a dot per curve) hidden: (figure, line, dots, xs, values)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    v = np.where(np.isfinite(v), v, np.nan)  # a gap in the curve, not a line to infinity
+    xs = np.asarray(positions, dtype=np.float64)
+    y0, y1 = np.nanmin(v, initial=mean - std), np.nanmax(v, initial=mean + std)
+    pad = 0.08 * (y1 - y0)
+    names = list(names)[:11]  # four legend lines at most with the target's entry: the curves keep the room
+    lines = -(-(len(names) + 1) // 3)
+    fig = _figure(size[0] / 100, size[1] / 100)
+    ax = _fixed_axes(fig, (62, 44, 14, 24 + 14 * lines))
+    ax.set_xlim(xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1)
+    ax.set_ylim(y0 - pad, y1 + pad)
+    ax.axhspan(mean - std, mean + std, color=TARGET_RED, alpha=0.12, lw=0)
+    ax.axhline(mean, color=TARGET_RED, lw=1.2, label=f"target N({mean:g}, {std:g}²): mean ± std")
+    colours = [f"C{r % 10}" for r in range(len(v))]
+    for row, colour, name in zip(v, colours, names + [None] * len(v)):
+        ax.plot(xs, row, color=colour, lw=1.8, label=name)
+    cursor = ax.axvline(xs[0], color="grey", lw=1, visible=False)
+    dots = ax.scatter(np.full(len(v), xs[0]), v[:, 0], c=colours, s=36, edgecolors="black", zorder=3, visible=False)
+    ax.set_xlabel("position along the path (point k at k)", fontsize=10)
+    ax.set_ylabel("G(z)", fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.grid(alpha=0.25, lw=0.6)
+    ax.legend(
+        fontsize=8,
+        ncols=3,
+        frameon=False,
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        borderaxespad=0.2,
+        labelspacing=0.25,
+        handlelength=1.5,
+        columnspacing=1.0,
+        borderpad=0.1,
+    )
+    fig.suptitle(title, fontsize=10, x=62 / size[0], ha="left", y=1 - 4 / size[1], va="top")
+    return fig, cursor, dots, xs, v
+
+
+def value_plot(values, positions, mean: float, std: float, names: Sequence[str], title: str, size=(640, 360)):
+    """1-D samples along latent paths: G(z) (rows of `values`) against the position, over the target's mean +- std."""
+    fig, *_ = _value_figure(values, positions, mean, std, names, title, size)
+    return _image(fig, tight=False)
+
+
+def value_frames(values, positions, mean: float, std: float, names: Sequence[str], title: str, size=(640, 360)):
+    """value_plot once per position, a cursor and a dot on each curve there: the frames of a GIF."""
+    import numpy as np
+
+    # One figure, only the cursor moves: a frame costs one render, not a new figure and its layout.
+    fig, cursor, dots, xs, v = _value_figure(values, positions, mean, std, names, title, size)
+    cursor.set_visible(True)
+    dots.set_visible(True)
+    frames = []
+    for f, x in enumerate(xs):
+        cursor.set_xdata([x, x])
+        dots.set_offsets(np.stack([np.full(len(v), x), v[:, f]], axis=1))
+        frames.append(_image(fig, tight=False))
+    return frames

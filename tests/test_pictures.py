@@ -141,6 +141,19 @@ def test_histogram_keeps_one_range_whatever_the_samples():
     assert overlap(red(good), red(far)) > 0.8 and overlap(red(good), red(collapsed)) > 0.8
 
 
+def test_value_frames_share_the_plot_and_move_only_the_cursor():
+    values = np.array([[2.0, 3.0, 5.0, 6.0], [5.0, np.inf, 4.0, 3.5]])
+    positions = np.linspace(0, 1, 4)
+    still = plots.value_plot(values, positions, 4.0, 1.25, ["path 0", "path 1"], "title")
+    frames = plots.value_frames(values, positions, 4.0, 1.25, ["path 0", "path 1"], "title")
+    assert len(frames) == 4 and {f.size for f in frames} == {still.size} == {(640, 360)}
+    arrays = [np.asarray(f).astype(int) for f in frames]
+    assert all(np.abs(a - b).sum() > 0 for a, b in zip(arrays, arrays[1:]))
+    # Outside the cursor's column and its dots, a frame is the still picture.
+    differs = (np.abs(arrays[0] - np.asarray(still).astype(int)).sum(axis=2) > 0).mean()
+    assert 0 < differs < 0.05
+
+
 def test_nn_sheet_of_a_checkpoint_has_rows_by_k_plus_one_tiles(mnist_run, tmp_path, capsys):
     out = tmp_path / "sheet.png"
     evaluate.main([str(mnist_run), "--nn", "--nn-rows", "3", "--nn-k", "4", "-o", str(out), "--device", "cpu"])

@@ -135,7 +135,7 @@ class Points2D(Points):
     metric = None  # the mode counts come from `ganctl eval` after the run
 
     def picture(self, x: torch.Tensor, d: DatasetConfig, title: str, nrow: int | None = None) -> Image.Image:
-        return images.scatter(_values(x), mixture_modes(d), title=title, std=d.std)
+        return plots.scatter(_values(x), mixture_modes(d), d.std, title=title)
 
     def file_title(self, d: DatasetConfig, n: int) -> str:
         return d.name

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from ganctl import images
+from ganctl import images, plots
 from ganctl.commands import evaluate
 from ganctl.commands.train import run
-from ganctl.data import load_idx
+from ganctl.data import load_idx, ring_modes
 from ganctl.errors import ConfigError
 
 from conftest import compose, run_cli
@@ -88,6 +88,70 @@ def test_an_evaluated_run_gets_a_metric_panel_and_histogram_frames_of_one_size(r
     curves, frames, steps = check_pictures(run_dir, panels_at_least=3)
     assert steps == [10, 20, 30, 40]
     assert curves.height > decoded(ring_run / "curves.png").height + 200  # one panel more than ring8's
+
+
+def red(picture):
+    """Where a picture is the target's red (mode rings, target curve), as a boolean mask."""
+    rgb = np.asarray(picture.convert("RGB")).astype(int)
+    return (rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)
+
+
+def overlap(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def orange(picture):
+    rgb = np.asarray(picture.convert("RGB")).astype(int)
+    return (rgb[..., 0] > 220) & (abs(rgb[..., 1] - 127) < 40) & (rgb[..., 2] < 80)
+
+
+def test_every_scatter_of_a_run_shares_one_view(ring_run):
+    """The progress GIF's frames: one picture size, and the mode rings at the same pixels in each."""
+    pictures = [decoded(p) for p in sorted((ring_run / "samples").glob("step_*.png"))]
+    assert len({p.size for p in pictures}) == 1
+    first = red(pictures[0])
+    assert first.sum() > 100  # eight rings, each some 30 pixels round
+    for picture in pictures[1:]:
+        assert overlap(first, red(picture)) > 0.8  # samples under a ring shade its anti-aliased edge
+
+
+def test_scatter_view_comes_from_the_modes_and_outliers_sit_on_its_edge():
+    class Ring:
+        radius = 2.0
+
+    modes = ring_modes(Ring)
+    assert plots.mixture_view(modes, 0.02) == ((-2.5, 2.5), (-2.5, 2.5))
+    rng = np.random.default_rng(0)
+    near = modes[rng.integers(0, 8, 2000)] + rng.normal(size=(2000, 2)) * 0.02
+    wild = np.concatenate([near, [[40.0, 0.0], [-3.0, -90.0], [np.nan, 1.0]]])
+    tidy, stray = plots.scatter(near, modes, 0.02), plots.scatter(wild, modes, 0.02)
+    assert tidy.size == stray.size == (480, 500)
+    assert overlap(red(tidy), red(stray)) > 0.95  # the outliers moved no ring
+    assert orange(tidy).sum() == 0 and orange(stray).sum() > 20  # two crosses on the frame; NaN dropped
+
+
+def test_histogram_keeps_one_range_whatever_the_samples():
+    rng = np.random.default_rng(0)
+    good = plots.histogram(rng.normal(4.0, 1.25, 5000), 4.0, 1.25)
+    far = plots.histogram(np.concatenate([rng.normal(4.0, 1.25, 5000), np.full(500, 30.0)]), 4.0, 1.25)
+    collapsed = plots.histogram(np.full(5000, 4.2), 4.0, 1.25)
+    assert good.size == far.size == collapsed.size == (600, 360)
+    # The target curve stays put: the same x range and the same density axis in all three. 0.8, not
+    # 1: its anti-aliased edge blends with whichever bars lie under it; a moved axis scores < 0.3.
+    assert overlap(red(good), red(far)) > 0.8 and overlap(red(good), red(collapsed)) > 0.8
+
+
+def test_value_frames_share_the_plot_and_move_only_the_cursor():
+    values = np.array([[2.0, 3.0, 5.0, 6.0], [5.0, np.inf, 4.0, 3.5]])
+    positions = np.linspace(0, 1, 4)
+    still = plots.value_plot(values, positions, 4.0, 1.25, ["path 0", "path 1"], "title")
+    frames = plots.value_frames(values, positions, 4.0, 1.25, ["path 0", "path 1"], "title")
+    assert len(frames) == 4 and {f.size for f in frames} == {still.size} == {(640, 360)}
+    arrays = [np.asarray(f).astype(int) for f in frames]
+    assert all(np.abs(a - b).sum() > 0 for a, b in zip(arrays, arrays[1:]))
+    # Outside the cursor's column and its dots, a frame is the still picture.
+    differs = (np.abs(arrays[0] - np.asarray(still).astype(int)).sum(axis=2) > 0).mean()
+    assert 0 < differs < 0.05
 
 
 def test_nn_sheet_of_a_checkpoint_has_rows_by_k_plus_one_tiles(mnist_run, tmp_path, capsys):

@@ -8,9 +8,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from ganctl import images
+from ganctl import images, plots
 from ganctl.commands import options
 from ganctl.commands.options import add_class_option, claim_output, output_kind
 from ganctl.config import RunConfig
@@ -185,89 +185,19 @@ def image_frames(pixels: torch.Tensor, zoom: int) -> list[Image.Image]:
     return [images.zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
 
 
-PALETTE = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-
-
-def value_plot(
-    values: torch.Tensor,
-    positions: torch.Tensor,
-    model: LoadedGenerator,
-    points: torch.Tensor,
-    mode: str,
-    frame: int | None = None,
-    size: tuple[int, int] = (640, 360),
-) -> Image.Image:
-    """1-D model: G(z) (y) against the position along the latent path (x), one curve per path.
-
-    The red band is the target mean +- std, for scale. `frame` adds a cursor at that frame and a
-    dot on each curve (the GIF's moving marker).
-    """
+def value_pictures(
+    values: torch.Tensor, positions: torch.Tensor, model: LoadedGenerator, points: torch.Tensor, mode: str, frames: bool
+) -> list[Image.Image]:
+    """1-D model: the value plot, one picture or (`frames`) one per frame with a moving cursor."""
+    names = [f"path {r}" for r in range(values.shape[0])]
+    if points.shape[-1] == 1:  # scalar latents: say which stretch of z each curve covers
+        names = [
+            f"{name}: z " + " -> ".join(f"{z:.3f}" for z in points[r, :, 0].tolist()) for r, name in enumerate(names)
+        ]
     d = model.cfg.dataset
-    xs, v = positions.tolist(), values.double()
-    finite = v[torch.isfinite(v)]
-    y0 = min(d.mean - d.std, finite.min().item()) if finite.numel() else d.mean - d.std
-    y1 = max(d.mean + d.std, finite.max().item()) if finite.numel() else d.mean + d.std
-    pad = 0.08 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
-    x0, x1 = xs[0], xs[-1] if xs[-1] > xs[0] else xs[0] + 1
-
-    legend = [(f"target N({d.mean:g}, {d.std:g}^2): mean, +-std", (214, 39, 40))]
-    for r in range(v.shape[0]):
-        name = f"path {r}"
-        if points.shape[-1] == 1:  # scalar latents: say which stretch of z the curve covers
-            name += ": z " + " -> ".join(f"{z:.3f}" for z in points[r, :, 0].tolist())
-        legend.append((name, PALETTE[r % len(PALETTE)]))
-    legend = legend[:12]
-    per_line = 3  # the legend sits above the axes, three entries a line, never over a curve
-
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    left, right, bottom = 56, size[0] - 12, size[1] - 26
-    top = 24 + 12 * math.ceil(len(legend) / per_line)
-    to_x = lambda x: left + (x - x0) / (x1 - x0) * (right - left)  # noqa: E731
-    to_y = lambda y: bottom - (y - y0) / (y1 - y0) * (bottom - top)  # noqa: E731
-
-    draw.rectangle([left, to_y(d.mean + d.std), right, to_y(d.mean - d.std)], fill=(253, 228, 228))
-    draw.line([(left, to_y(d.mean)), (right, to_y(d.mean))], fill=(214, 39, 40), width=1)
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for k in range(5):
-        y, x = y0 + k / 4 * (y1 - y0), x0 + k / 4 * (x1 - x0)
-        draw.line([(left - 4, to_y(y)), (left, to_y(y))], fill="black")
-        draw.text((4, to_y(y) - 6), f"{y:.3g}", fill="black", font=font)
-        draw.line([(to_x(x), bottom), (to_x(x), bottom + 4)], fill="black")
-        draw.text((to_x(x) - 8, bottom + 8), f"{x:.3g}", fill="black", font=font)
-    if frame is not None:
-        draw.line([(to_x(xs[frame]), top), (to_x(xs[frame]), bottom)], fill=(150, 150, 150), width=1)
-
-    for r in range(v.shape[0]):
-        colour = PALETTE[r % len(PALETTE)]
-        pts = [(to_x(x), to_y(y)) for x, y in zip(xs, v[r].tolist()) if math.isfinite(y)]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        if frame is not None and math.isfinite(v[r, frame]):
-            cx, cy = to_x(xs[frame]), to_y(v[r, frame].item())
-            draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=colour, outline="black")
-    column = (right - left) // per_line
-    for i, (name, colour) in enumerate(legend):
-        draw.text((left + column * (i % per_line), 20 + 12 * (i // per_line)), name, fill=colour, font=font)
-    draw.text(
-        (left, 4),
-        f"generated value G(z) along a {mode} latent path; x: position (point k at k)",
-        fill="black",
-        font=font,
-    )
-    return img
+    drawn = (values.double().numpy(), positions.double().numpy(), d.mean, d.std, names)
+    title = f"generated value G(z) along a {mode} latent path"
+    return plots.value_frames(*drawn, title) if frames else [plots.value_plot(*drawn, title)]
 
 
 def render(
@@ -296,11 +226,9 @@ def render(
     else:
         values = x.reshape(rows, frames)
         if kind == ".png":
-            images.save_png(images.zoomed(value_plot(values, positions, model, points, mode), zoom), out)
+            images.save_png(images.zoomed(value_pictures(values, positions, model, points, mode, False)[0], zoom), out)
             return frames
-        pictures = [
-            images.zoomed(value_plot(values, positions, model, points, mode, frame=f), zoom) for f in range(frames)
-        ]
+        pictures = [images.zoomed(p, zoom) for p in value_pictures(values, positions, model, points, mode, True)]
     if kind == ".gif":
         images.save_gif(pictures, out, round(1000 / fps))
     else:

@@ -297,26 +297,38 @@ def _build(
         raise
     if classes is not None:
         atomic_write(cache / LABELS, lambda f: np.save(f, np.asarray(kept_labels, dtype=np.int64)))
-    seconds = time.perf_counter() - start
-    manifest = {
+    manifest = _manifest(root, cfg, (n, channels, res, res), classes, len(files), skipped, time.perf_counter() - start)
+    # The manifest is the commit point: until it exists, _complete ignores the files beside it.
+    atomic_write(cache / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    _built_here.add(cache)
+    return Packed(cache, (n, channels, res, res), classes, manifest)
+
+
+def _manifest(
+    root: Path,
+    cfg: DatasetConfig,
+    shape: tuple[int, ...],
+    classes: list[str] | None,
+    n_files: int,
+    skipped: list[tuple[str, str]],
+    seconds: float,
+) -> dict:
+    """What a complete cache holds and how it was made (manifest.json)."""
+    return {
         "format": CACHE_FORMAT,
         "folder": str(root),
-        "shape": [n, channels, res, res],
-        "resolution": res,
+        "shape": list(shape),
+        "resolution": cfg.resolution,
         "channels": cfg.channels,
         "labels": cfg.labels,
         "classes": classes,
-        "files": len(files),
+        "files": n_files,
         "skipped": len(skipped),
         "skipped_files": [rel for rel, _ in skipped[:20]],
         "first_reason": skipped[0][1] if skipped else None,
         "build_seconds": round(seconds, 3),
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    # The manifest is the commit point: until it exists, _complete ignores the files beside it.
-    atomic_write(cache / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
-    _built_here.add(cache)
-    return Packed(cache, (n, channels, res, res), classes, manifest)
 
 
 class _decoded:

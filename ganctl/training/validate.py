@@ -66,7 +66,8 @@ def _bad(key: str, value: Any, accepted: str) -> str:
 
 def validate(cfg: RunConfig) -> None:
     """Check every value, then the combinations; raise one ConfigError listing every problem."""
-    problems = _choice_problems(cfg) + _range_problems(cfg) + _optim_problems(cfg) + _logger_problems(cfg)
+    problems = _choice_problems(cfg) + _range_problems(cfg) + _value_problems(cfg)
+    problems += _optim_problems(cfg) + _logger_problems(cfg)
     if problems:  # combination rules only make sense between valid fields
         raise ConfigError(*problems)
     problems = _combination_problems(cfg)
@@ -86,6 +87,7 @@ def _choice_problems(cfg: RunConfig) -> list[str]:
 
 
 def _range_problems(cfg: RunConfig) -> list[str]:
+    """Counts and sizes below 1, and the run's length."""
     problems: list[str] = []
 
     def bad(key: str, value: Any, accepted: str) -> None:
@@ -121,6 +123,17 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     for key, widths in (("model.g_hidden", m.g_hidden), ("model.d_hidden", m.d_hidden)):
         if any(w < 1 for w in widths):
             bad(key, widths, "a list of layer widths >= 1")
+    return problems
+
+
+def _value_problems(cfg: RunConfig) -> list[str]:
+    """Numbers and names out of their range, other than the counts (_range_problems)."""
+    problems: list[str] = []
+
+    def bad(key: str, value: Any, accepted: str) -> None:
+        problems.append(_bad(key, value, accepted))
+
+    t, m, d = cfg.trainer, cfg.model, cfg.dataset
     if not 0.0 <= m.d_dropout < 1.0:
         bad("model.d_dropout", m.d_dropout, "a probability in [0, 1)")
     if not (d.std > 0 and math.isfinite(d.std)):

@@ -8,6 +8,7 @@ place that chooses by it: the commands, the in-training evaluator and the API as
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +57,22 @@ class Kind:
     def in_training(self, x: torch.Tensor, d: DatasetConfig, scorer: Callable) -> dict:
         """The evaluator's row for samples `x`; `scorer` scores images with ganctl's feature net."""
         raise NotImplementedError
+
+    walks = True  # `ganctl interpolate` draws its latent walks (else it writes the raw tensor only)
+
+    def walk(self, x: torch.Tensor, d: DatasetConfig, walk: Walk, frames: bool) -> list[Image.Image]:
+        """`ganctl interpolate`'s pictures of G's outputs x (R paths x F frames x ...): one
+        picture of the whole walk, or (`frames`) one per frame."""
+        raise NotImplementedError
+
+
+@dataclass
+class Walk:
+    """A latent walk: where each frame lies along its path, the path's latent points, the mode."""
+
+    positions: torch.Tensor  # (R, F) positions along the path, 0 at the first point
+    points: torch.Tensor  # (R, M, z_dim) the points the path passes through
+    mode: str  # slerp or lerp
 
 
 def _values(x: torch.Tensor) -> np.ndarray:
@@ -123,6 +140,19 @@ class Points1D(Points):
         )
         return {"mean": d.mean, "std": d.std}, result, line
 
+    def walk(self, x: torch.Tensor, d: DatasetConfig, walk: Walk, frames: bool) -> list[Image.Image]:
+        """The value plot: each path's G(z) against its position, with a moving cursor per frame."""
+        values = x.reshape(x.shape[0], x.shape[1])
+        names = [f"path {r}" for r in range(values.shape[0])]
+        if walk.points.shape[-1] == 1:  # scalar latents: say which stretch of z each curve covers
+            names = [
+                f"{name}: z " + " -> ".join(f"{z:.3f}" for z in walk.points[r, :, 0].tolist())
+                for r, name in enumerate(names)
+            ]
+        drawn = (values.double().numpy(), walk.positions.double().numpy(), d.mean, d.std, names)
+        title = f"generated value G(z) along a {walk.mode} latent path"
+        return plots.value_frames(*drawn, title) if frames else [plots.value_plot(*drawn, title)]
+
     def in_training(self, x: torch.Tensor, d: DatasetConfig, scorer: Callable) -> dict:
         stats = metrics.gaussian1d_stats(x.numpy(), d.mean, d.std)
         return {"w1": stats["wasserstein1"], "ks_statistic": stats["ks_statistic"]}
@@ -133,6 +163,7 @@ class Points2D(Points):
 
     name = POINTS_2D
     metric = None  # the mode counts come from `ganctl eval` after the run
+    walks = False  # a path through 2-D points has no picture yet: interpolate writes the tensor
 
     def picture(self, x: torch.Tensor, d: DatasetConfig, title: str, nrow: int | None = None) -> Image.Image:
         return plots.scatter(_values(x), mixture_modes(d), d.std, title=title)
@@ -193,6 +224,14 @@ class Images(Kind):
                 for i in range(len(x))
             }
             write_folder(out, files, force)
+
+    def walk(self, x: torch.Tensor, d: DatasetConfig, walk: Walk, frames: bool) -> list[Image.Image]:
+        """One row per path, one column per frame; or per frame, the paths in a near-square grid."""
+        pixels = images.to_uint8(x, d.range)
+        if not frames:
+            return [images.grid(pixels.flatten(0, 1), nrow=pixels.shape[1])]
+        ncol = math.ceil(math.sqrt(pixels.shape[0]))
+        return [images.grid(pixels[:, f], nrow=ncol) for f in range(pixels.shape[1])]
 
     def in_training(self, x: torch.Tensor, d: DatasetConfig, scorer: Callable) -> dict:
         return scorer(images.to_uint8(x, d.range))

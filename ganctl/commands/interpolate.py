@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ganctl import images, plots
+from ganctl import images, kinds
 from ganctl.commands import options
 from ganctl.commands.options import add_class_option, claim_output, output_kind
 from ganctl.config import RunConfig
@@ -178,28 +176,6 @@ def check_args(args) -> None:
         raise ConfigError(f"--rows {args.rows} needs random points; {given[0]} gives one path, accepted: --rows 1")
 
 
-def image_frames(pixels: torch.Tensor, zoom: int) -> list[Image.Image]:
-    """uint8 (R, F, C, H, W) -> one picture per frame: the R paths in a near-square grid."""
-    rows = pixels.shape[0]
-    ncol = math.ceil(math.sqrt(rows))
-    return [images.zoomed(images.grid(pixels[:, f], nrow=ncol), zoom) for f in range(pixels.shape[1])]
-
-
-def value_pictures(
-    values: torch.Tensor, positions: torch.Tensor, model: LoadedGenerator, points: torch.Tensor, mode: str, frames: bool
-) -> list[Image.Image]:
-    """1-D model: the value plot, one picture or (`frames`) one per frame with a moving cursor."""
-    names = [f"path {r}" for r in range(values.shape[0])]
-    if points.shape[-1] == 1:  # scalar latents: say which stretch of z each curve covers
-        names = [
-            f"{name}: z " + " -> ".join(f"{z:.3f}" for z in points[r, :, 0].tolist()) for r, name in enumerate(names)
-        ]
-    d = model.cfg.dataset
-    drawn = (values.double().numpy(), positions.double().numpy(), d.mean, d.std, names)
-    title = f"generated value G(z) along a {mode} latent path"
-    return plots.value_frames(*drawn, title) if frames else [plots.value_plot(*drawn, title)]
-
-
 def render(
     x: torch.Tensor,
     positions: torch.Tensor,
@@ -217,18 +193,12 @@ def render(
     if kind == ".pt":
         atomic_write(out, lambda f: torch.save(x, f))
         return frames
-    if model.is_image:
-        pixels = images.to_uint8(x, model.cfg.dataset.range)
-        if kind == ".png":
-            images.save_png(images.zoomed(images.grid(pixels.flatten(0, 1), nrow=frames), zoom), out)
-            return frames
-        pictures = image_frames(pixels, zoom)
-    else:
-        values = x.reshape(rows, frames)
-        if kind == ".png":
-            images.save_png(images.zoomed(value_pictures(values, positions, model, points, mode, False)[0], zoom), out)
-            return frames
-        pictures = [images.zoomed(p, zoom) for p in value_pictures(values, positions, model, points, mode, True)]
+    walk = kinds.Walk(positions, points, mode)
+    pictures = kinds.of(model.cfg.dataset).walk(x, model.cfg.dataset, walk, frames=kind != ".png")
+    pictures = [images.zoomed(p, zoom) for p in pictures]
+    if kind == ".png":
+        images.save_png(pictures[0], out)
+        return frames
     if kind == ".gif":
         images.save_gif(pictures, out, round(1000 / fps))
     else:
@@ -317,7 +287,7 @@ def main(argv: list[str]) -> None:
         )
     claim_output(out, args.force)
     model = options.load_model(args)
-    if not model.is_image and tuple(model.data_shape) != (1,) and kind != ".pt":
+    if not kinds.of(model.cfg.dataset).walks and kind != ".pt":
         # Pictures exist for images and the 1-D Gaussian's value plot; a 2-D walk is raw points.
         raise ConfigError(
             f"-o {out}: a {model.cfg.dataset.name} model draws {tuple(model.data_shape)} points; "

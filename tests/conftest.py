@@ -1,4 +1,5 @@
-"""Shared fixtures: config composition, the real MNIST test split, generated SVHN files, the CLI."""
+"""Shared fixtures: config composition, MNIST and Fashion-MNIST (the real files, or generated twins),
+generated SVHN files, the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -43,6 +43,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 SHARED_DATA = REPO.parent / "shared" / "data"
+# The generated data's writers are the benchmarks' (one writer of each real format for both).
+sys.path.insert(0, str(REPO / "benchmarks"))
+import common  # noqa: E402
+
+# GANCTL_TEST_DATA=generated runs the suite as a machine without ../shared/data would: MNIST and
+# Fashion-MNIST come from generated twins in the same formats, even where the real files are.
+DATA_MODES = ("auto", "generated")
+DATA_MODE = os.environ.get("GANCTL_TEST_DATA", "auto")
+if DATA_MODE not in DATA_MODES:
+    raise pytest.UsageError(f"GANCTL_TEST_DATA={DATA_MODE!r}; accepted: {', '.join(DATA_MODES)}")
 
 
 def compose(*overrides: str):
@@ -52,12 +62,21 @@ def compose(*overrides: str):
     return compose_run_config(overrides)
 
 
+def idx_root(folder: str, splits: dict, tmp_path_factory) -> Path:
+    """SHARED_DATA when it holds FOLDER's splits, else a generated twin of them (sizes as the real ones)."""
+    real = all(common.idx_path(SHARED_DATA, folder, split).is_file() for split in splits)
+    if real and DATA_MODE == "auto":
+        return SHARED_DATA
+    root = tmp_path_factory.mktemp(f"generated_{folder}")
+    for seed, (split, n) in enumerate(splits.items()):
+        common.write_idx_twin(root, folder, split, n, seed=seed)
+    return root
+
+
 @pytest.fixture(scope="session")
-def mnist_root() -> Path:
-    """The real MNIST test split that sits beside the repository (10,000 images)."""
-    if not (SHARED_DATA / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST test split not found under {SHARED_DATA}")
-    return SHARED_DATA
+def mnist_root(tmp_path_factory) -> Path:
+    """A root holding MNIST's test split (10,000 images and labels), real or generated (idx_root)."""
+    return idx_root("MNIST", {"test": 10_000}, tmp_path_factory)
 
 
 # A tiny MLP GAN's training overrides: 5 steps, one log row, 32-unit layers, on the CPU.
@@ -73,7 +92,7 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def mnist_run(mnist_root, tmp_path_factory):
-    """A tiny MLP GAN trained for 5 steps on the real MNIST test split (1 x 28 x 28, z_dim 64, normal),
+    """A tiny MLP GAN trained for 5 steps on the MNIST test split (1 x 28 x 28, z_dim 64, normal),
     for the tests that sample, interpolate or evaluate a trained generator."""
     from ganctl.commands.train import run
 
@@ -91,31 +110,14 @@ def mnist_run(mnist_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fashion_root() -> Path:
-    """The real Fashion-MNIST files beside the repository (Debian's package: 60,000 + 10,000)."""
-    if not (SHARED_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real Fashion-MNIST not found under {SHARED_DATA}")
-    return SHARED_DATA
+def fashion_root(tmp_path_factory) -> Path:
+    """A root holding both Fashion-MNIST splits (60,000 + 10,000), real (Debian's package) or generated."""
+    return idx_root("FashionMNIST", {"train": 60_000, "test": 10_000}, tmp_path_factory)
 
 
 def write_svhn_mat(folder: Path, split: str, n: int, seed: int = 0) -> Path:
-    """A small file in SVHN's real format: X uint8 32x32x3xN, y 1..10 (10 means digit 0)."""
-    import scipy.io
-
-    rng = np.random.default_rng(seed)
-    # Smooth colour blobs rather than white noise, so a few steps of training see structure.
-    yy, xx = np.mgrid[0:32, 0:32]
-    X = np.empty((32, 32, 3, n), dtype=np.uint8)
-    for i in range(n):
-        cy, cx = rng.uniform(8, 24, size=2)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40.0)
-        colour = rng.uniform(0.3, 1.0, size=3)
-        X[..., i] = (255 * blob[..., None] * colour).astype(np.uint8)
-    y = rng.integers(1, 11, size=(n, 1)).astype(np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{split}_32x32.mat"
-    scipy.io.savemat(str(path), {"X": X, "y": y})
-    return path
+    """n generated images as FOLDER/SPLIT_32x32.mat in SVHN's real format (FOLDER is ROOT/SVHN)."""
+    return common.write_svhn_mat(folder.parent, split, common.fake_svhn(n, seed), seed)
 
 
 @pytest.fixture(scope="session")

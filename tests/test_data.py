@@ -13,24 +13,13 @@ from ganctl.config import DatasetConfig
 from ganctl.data import BatchSampler, dataset_size, load_dataset, load_idx_labels, mixture_modes, read_cifar10_batch
 from ganctl.errors import DataError
 
+from common import write_idx
 from conftest import write_svhn_mat
 
 CPU = torch.device("cpu")
 
 
-# --- Writers of the real on-disk formats (test_datasets.py uses them too) ---------------------------
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    """uint8 array in the IDX format: 0, 0, type 0x08, ndim, big-endian int32 sizes, the bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes() + array.tobytes()
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb", compresslevel=1) as f:
-            f.write(raw)
-    else:
-        path.write_bytes(raw)
-    return path
-
-
+# --- Writers of the real on-disk formats (test_datasets.py and test_folder.py use them too) ----------
 def blobs(n: int, channels: int, size: int, seed: int) -> np.ndarray:
     """n uint8 images of soft colour blobs (structure a few training steps can see)."""
     rng = np.random.default_rng(seed)

@@ -160,7 +160,7 @@ def histogram(
 ) -> Image.Image:
     """Density histogram of 1-D samples with the target N(mean, std) drawn over it.
 
-    `view` (default mean +- 4 std) fixes the x range and the density axis (0 to twice the target's
+    `view` (default mean +- 4 std) fixes the x range and the density axis (0 to 3x the target's
     peak) so that the frames of a progress GIF compare; samples outside it are counted in the
     legend, and they count in the density, so the bars shrink rather than rescale.
     """
@@ -172,7 +172,7 @@ def histogram(
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
     density = counts / (max(values.size, 1) * (edges[1] - edges[0]))
     peak = 1 / (std * np.sqrt(2 * np.pi))
-    top = 2 * peak
+    top = 3 * peak  # room for the bars of a typical GAN (up to 2-2.5x the peak), and the legend
     fig = _figure(size[0] / 100, size[1] / 100)
     ax = _fixed_axes(fig, (62, 46, 14, 30))
     ax.set_xlim(lo, hi)

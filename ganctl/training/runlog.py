@@ -123,6 +123,11 @@ class TensorBoardLog:
         self.writer.close()
 
 
+# The optional loggers by their trainer.loggers name. csv has no entry: metrics.csv is always
+# written, since the resume, the report and the sweep summary read it.
+LOGGERS = {"tensorboard": TensorBoardLog}
+
+
 class RunLog:
     """metrics.csv, the progress bar and the optional loggers (TensorBoard), fed one row at a time."""
 
@@ -142,8 +147,8 @@ class RunLog:
         self.loggers: list[TensorBoardLog] = []
         if self.main:
             self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
-            if cfg is not None and "tensorboard" in cfg.trainer.loggers:
-                self.loggers.append(TensorBoardLog(run_dir, cfg, step, resumed, fields))
+            names = cfg.trainer.loggers if cfg is not None else []
+            self.loggers = [LOGGERS[n](run_dir, cfg, step, resumed, fields) for n in names if n in LOGGERS]
         # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.
         self.bar = tqdm(
             total=steps,

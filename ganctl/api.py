@@ -35,21 +35,12 @@ def compose(experiment: str | None = None, *overrides: str) -> RunConfig:
     `experiment` is a name in conf/experiment/ (or None for the default config); overrides are
     Hydra's key=value strings, e.g. "optim.lr=1e-4".
     """
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ganctl import cli
+    from ganctl.launch import compose as composing
     from ganctl.training.validate import validate
 
     args = ([f"+experiment={experiment}"] if experiment else []) + list(overrides)
-    cli.check_group_options(args)
-    try:
-        cfg = cli.compose_run_config(args)
-    except (OmegaConfBaseException, ValueError, TypeError) as exc:
-        raise ConfigError(cli._hydra_message(exc)) from None
-    except Exception as exc:  # Hydra's composition errors share no public base class
-        if type(exc).__module__.startswith(("hydra", "omegaconf")):
-            raise ConfigError(cli._hydra_message(exc)) from None
-        raise
+    composing.check_group_options(args)
+    cfg = composing.checked(lambda: composing.compose_run_config(args))
     validate(cfg)
     return cfg
 

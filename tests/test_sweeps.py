@@ -62,9 +62,10 @@ def test_job_function_pickles():
     """submitit and joblib ship the task function to another process: it must pickle."""
     import pickle
 
-    from ganctl import cli
+    from ganctl.launch.task import TrainTask
 
-    assert pickle.loads(pickle.dumps(cli._train_task)) is cli._train_task
+    task = TrainTask(overwrite=True)
+    assert pickle.loads(pickle.dumps(task)) == task
 
 
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):

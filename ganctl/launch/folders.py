@@ -15,6 +15,7 @@ from pathlib import Path
 from ganctl import files
 from ganctl.errors import RunExists, StorageError
 from ganctl.launch.overrides import is_hydra_override, literal_override
+from ganctl.runfolder import RunFolder
 
 SWEEP_RECORD = ".ganctl-sweep.json"  # the command a named sweep folder was started with
 
@@ -25,8 +26,8 @@ def main_process() -> bool:
 
 
 def holds_run(folder: Path) -> bool:
-    """A ganctl run has trained here: it left a checkpoint or a metrics log."""
-    return (folder / "checkpoints" / "last.pt").is_file() or (folder / "metrics.csv").is_file()
+    """A ganctl run has trained here (RunFolder.holds_run: the one rule, shared with ganctl report)."""
+    return RunFolder(folder).holds_run()
 
 
 def check_output_folder(target: str) -> None:
@@ -49,7 +50,8 @@ def claim_run_folder(run_dir: Path, continuing: bool, overwrite: bool) -> None:
         if not overwrite:
             files.unlock_folder(run_dir)
             raise RunExists(
-                f"{run_dir} already holds a ganctl run (checkpoints/last.pt or metrics.csv); accepted: "
+                f"{run_dir} already holds a ganctl run (checkpoints/last.pt, metrics.csv or samples/step_N.png); "
+                "accepted: "
                 f"resume={shlex.quote(str(run_dir))} to continue it, hydra.run.dir=ANOTHER_FOLDER for a "
                 f"new run, or overwrite=true to move it aside to {run_dir}.old-N/"
             )

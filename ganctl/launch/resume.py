@@ -10,6 +10,7 @@ from typing import Sequence
 from ganctl.errors import ConfigError, RunExists
 from ganctl.launch.compose import GROUPS, compose_run_config
 from ganctl.launch.overrides import as_override, literal_override, resume_target, split_override
+from ganctl.runfolder import RunFolder
 
 
 def config_overrides(overrides: Sequence[str]) -> list:
@@ -120,7 +121,7 @@ def plan_job(composed, overrides: Sequence[str], run_dir: Path, sweep: bool, ckp
     from ganctl.training import checkpoint
 
     target = resume_target(overrides)
-    last = run_dir / "checkpoints" / "last.pt"
+    last = RunFolder(run_dir).last
     continue_here = target == "auto"
     if continue_here:  # a requeued cluster job: continue this job folder's run if it has one
         target = str(run_dir) if last.is_file() else None

@@ -13,6 +13,7 @@ from ganctl.errors import ConfigError, FolderInUse, GanctlError, Interrupted, Ru
 from ganctl.launch.folders import claim_job_folder, claim_run_folder, main_process
 from ganctl.launch.overrides import resume_target
 from ganctl.launch.resume import plan_job
+from ganctl.runfolder import RunFolder
 
 
 def fail(err: GanctlError) -> None:
@@ -24,16 +25,13 @@ def fail(err: GanctlError) -> None:
 
 def final_metric(run_dir: Path, cfg) -> float | None:
     """The last evaluation a finished run logged in metrics.csv: what a sweeper minimises."""
-    import csv
+    from ganctl import kinds
 
     if cfg.trainer.eval_every is None:
         return None
-    metric = cfg.trainer.eval_metric
-    if metric == "auto":
-        metric = "w1" if cfg.dataset.name == "gaussian1d" else "fd"
+    metric = kinds.of(cfg.dataset).metric if cfg.trainer.eval_metric == "auto" else cfg.trainer.eval_metric
     try:
-        with open(run_dir / "metrics.csv", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get(metric)]
+        rows = [r for r in RunFolder(run_dir).metrics_rows() if r.get(metric)]
         return float(rows[-1][metric]) if rows else None
     except (OSError, ValueError):
         return None
@@ -54,7 +52,7 @@ def _check_sweeper(hc, cfg) -> None:
 def _job_failed(exc: Exception, run_dir: Path, sweep: bool, hc) -> float:
     """Report a job's error: a single run exits with it; a sweep records it and goes on (NaN)."""
     err = exc if isinstance(exc, GanctlError) else files.refused(exc.filename or run_dir, exc)
-    last = run_dir / "checkpoints" / "last.pt"
+    last = RunFolder(run_dir).last
     if isinstance(err, StorageError) and last.is_file():
         err = StorageError(
             f"{err}; the last good checkpoint {last} is intact: once the folder takes writes "

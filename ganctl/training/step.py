@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from ganctl.losses import Loss, r1_penalty
-from ganctl.training.cpu_kernels import stepper
 from ganctl.training.distributed import Rank
 
 # A D phase's raw material for the log, kept on the device until a log row reduces it:
@@ -53,8 +52,7 @@ class Precision:
     def stepper(self, which: str, opt: torch.optim.Optimizer) -> Callable[[], None]:
         scaler = self.scalers.get(which)
         if scaler is None:
-            # fp32's updates skip Optimizer.step's Python where its fused kernel can be called directly.
-            return stepper(opt)
+            return opt.step
 
         def step() -> None:
             scaler.step(opt)

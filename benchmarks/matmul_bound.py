@@ -26,13 +26,12 @@ One result line, `matmul_bound key=value ...`:
                     of ganctl's models and loss (nan if the counter is unavailable)
   matmuls_step      matrix products per step (22 with the manual step's shared G forward pass, else 25)
   manual_step       1 when ganctl's manual step applies to mnist_bce here (a CPU); the bound is its
-  mm_ms_step        summed time of those products, each timed alone on its shape with the faster
-                    of the kernels tried (torch.mm's BLAS; on CPU also oneDNN, which ganctl's
-                    Linear layers use: see ganctl/training/cpu_kernels.py)
-  mm_ms_step_blas, mm_ms_step_onednn   the same sum with one kernel throughout
+  mm_ms_step        summed time of those products, each timed alone on its shape with torch.mm's
+                    BLAS, the product nn.Linear and the manual step use
+  mm_ms_step_blas   the same sum, named by its kernel
   gflops_shapes     mflop_step / mm_ms_step: this machine's rate on these small shapes
   bound_steps_per_s 1000 / mm_ms_step: no step can be faster than its matmuls
-  gflops_square     rate of one 1024x1024x1024 product, the best case (and _blas, _onednn per kernel)
+  gflops_square     rate of one 1024x1024x1024 product, the best case (and _blas)
   gflops_shapes_1t, bound_steps_per_s_1t   the same with one thread (CPU only)
 Each shape is timed in 7 rounds of 200 calls after a warm-up, and the fastest round counts.
 """
@@ -105,10 +104,9 @@ def operands(kind: str, m: int, k: int, n: int, device: str):
 
 
 def kernels(device: str) -> list[str]:
-    """The matmul kernels to try: the BLAS behind torch.mm, and on CPU oneDNN where PyTorch has it."""
-    from ganctl.training.cpu_kernels import onednn_available
-
-    return ["blas", "onednn"] if device == "cpu" and onednn_available() else ["blas"]
+    """The matmul kernels to try: the BLAS behind torch.mm, which nn.Linear and the manual step use
+    (ganctl's oneDNN layers were removed: slower than the BLAS on an Intel Xeon, docs/BENCHMARKS.md)."""
+    return ["blas"]
 
 
 def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") -> float:
@@ -119,15 +117,8 @@ def time_mm(a, b, calls: int, rounds: int, device: str, kernel: str = "blas") ->
     """
     import torch
 
-    if kernel == "onednn":  # the call ganctl's Linear makes: x @ w.T with w = b.T
-        bt = b.t()
-
-        def product():
-            return torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
-    else:
-
-        def product():
-            return torch.mm(a, b)
+    def product():
+        return torch.mm(a, b)
 
     for _ in range(max(3, calls // 10)):
         product()

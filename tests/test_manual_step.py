@@ -192,7 +192,7 @@ def test_batch_moments_backward_equals_autograd():
 
 
 def candidates(*overrides, world=1, fast=None, conv=False):
-    """The (backward, onednn, channels_last) combinations `auto` times for a config, and its pick
+    """The (backward, channels_last) combinations `auto` times for a config, and its pick
     when `fast` is the one combination whose trial is cheap."""
     import time
 
@@ -201,47 +201,56 @@ def candidates(*overrides, world=1, fast=None, conv=False):
     seen = []
 
     def trial(paths):
-        combo = (paths.backward, paths.onednn, paths.channels_last)
+        combo = (paths.backward, paths.channels_last)
         seen.append(combo)
         return lambda: time.sleep(0 if combo == fast else 0.003)
 
     pick, _ = fast_paths.choose(compose(*overrides), torch.device("cpu"), world, conv, trial, {"o": overrides})
-    return set(seen), (pick.backward, pick.onednn, pick.channels_last)
+    return set(seen), (pick.backward, pick.channels_last)
 
 
 def test_auto_times_manual_only_where_supported(monkeypatch, tmp_path):
-    from ganctl.training.cpu_kernels import onednn_available
-
     monkeypatch.setenv("GANCTL_AUTOTUNE", "fresh")
     monkeypatch.setenv("GANCTL_CACHE", str(tmp_path))
-    matmuls = {False, True} if onednn_available() else {False}
-    both = {(b, m, False) for b in ("autograd", "manual") for m in matmuls}
+    both = {("autograd", False), ("manual", False)}
     for experiment in ("mnist_bce", "mnist_vanilla", "mnist_goodfellow", "gaussian1d"):
         assert candidates(f"+experiment={experiment}")[0] == both  # dropout, shuffled batch, moments too
-    autograd_only = {("autograd", m, False) for m in matmuls}
-    assert candidates("+experiment=mnist_bce", "model.d_act=elu")[0] == autograd_only
-    # Under autocast oneDNN's Linear steps aside for F.linear: one path, so nothing is timed.
-    assert candidates("+experiment=mnist_bce", "trainer.precision=bf16") == (set(), ("autograd", False, False))
-    assert candidates("+experiment=mnist_bce", world=2)[0] == autograd_only
-    # Convolution nets also time the channels-last memory format (unless set).
-    conv = {("autograd", m, c) for m in matmuls for c in (False, True)}
-    assert candidates("+experiment=svhn_wgan_gp", conv=True)[0] == conv
-    assert candidates("+experiment=svhn_wgan_gp", "trainer.channels_last=false", conv=True)[0] == autograd_only
-    # An explicit setting is never timed; all explicit: nothing to choose.
-    assert candidates("+experiment=mnist_bce", "trainer.backward=autograd", "trainer.cpu_matmul=blas") == (
+    assert candidates("+experiment=mnist_bce", "model.d_act=elu") == (set(), ("autograd", False))
+    # The manual step is fp32 only: under bf16 there is one path, so nothing is timed.
+    assert candidates("+experiment=mnist_bce", "trainer.precision=bf16") == (set(), ("autograd", False))
+    assert candidates("+experiment=mnist_bce", world=2) == (set(), ("autograd", False))
+    # Convolution nets time the channels-last memory format (unless set).
+    assert candidates("+experiment=svhn_wgan_gp", conv=True)[0] == {("autograd", c) for c in (False, True)}
+    assert candidates("+experiment=svhn_wgan_gp", "trainer.channels_last=false", conv=True) == (
         set(),
-        ("autograd", False, False),
+        ("autograd", False),
     )
-    assert candidates("+experiment=mnist_bce", "trainer.backward=manual", "trainer.cpu_matmul=blas") == (
+    # An explicit setting is never timed; all explicit: nothing to choose. cpu_matmul names no
+    # kernel any more (every value runs nn.Linear's BLAS), so it adds no candidates.
+    assert candidates("+experiment=mnist_bce", "trainer.backward=autograd", "trainer.cpu_matmul=onednn") == (
         set(),
-        ("manual", False, False),
+        ("autograd", False),
     )
+    assert candidates("+experiment=mnist_bce", "trainer.backward=manual") == (set(), ("manual", False))
     # The measurement decides: whichever combination is cheap here is the one picked.
     for fast in both:
         assert candidates("+experiment=mnist_bce", fast=fast)[1] == fast
     # Several processes started by torchrun, which config validation cannot see.
     with pytest.raises(ConfigError, match="trainer.backward=manual does not support 2 processes"):
         candidates("+experiment=mnist_bce", "trainer.backward=manual", world=2)
+
+
+def test_dropout_mask_is_nn_dropouts():
+    """The manual step's dropout mask is nn.Dropout's on a CPU: the same draws from the same stream,
+    so both steps drop the same units (exact equality: the same kernel on the same numbers)."""
+    from ganctl.training.manual_step import dropout_mask
+
+    x = torch.randn(64, 1024)
+    for p in (0.3, 0.9):
+        torch.manual_seed(0)
+        want = torch.nn.Dropout(p).train()(x)
+        torch.manual_seed(0)
+        assert torch.equal(x * dropout_mask(x, p), want)
 
 
 def test_resume_is_exact_with_manual_step(mnist_root, tmp_path):

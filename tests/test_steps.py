@@ -1,4 +1,4 @@
-"""The GAN step's implementations compute the same gradients: manual vs autograd, oneDNN vs BLAS, bf16 vs fp32.
+"""The GAN step's implementations compute the same gradients: manual vs autograd, bf16 vs fp32.
 
 Each comparison is of one D phase's and one G phase's gradients from the same weights, batch and
 random stream, so its tolerance follows from the arithmetic alone, on any CPU:
@@ -15,7 +15,6 @@ random stream, so its tolerance follows from the arithmetic alone, on any CPU:
 import pytest
 
 from ganctl.training.build import build
-from ganctl.training.cpu_kernels import onednn_available
 from ganctl.training.distributed import Rank
 
 from conftest import compose
@@ -106,18 +105,6 @@ def test_manual_step_with_batch_moments_equals_autograd(setup):
     assert_grads_close(d_m, d_a, FP32_REORDER)
     assert_grads_close(g_m, g_a, FP32_REORDER)
     assert dl_m == pytest.approx(dl_a, rel=1e-5) and gl_m == pytest.approx(gl_a, rel=1e-5)
-
-
-onednn = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
-
-
-@onednn
-@pytest.mark.parametrize("backward", ["autograd", "manual"])
-def test_onednn_gradients_equal_blas(backward, mnist_root):
-    _, d_o, g_o, *_ = phase_grads(mnist_root, f"trainer.backward={backward}", "trainer.cpu_matmul=onednn")
-    _, d_b, g_b, *_ = phase_grads(mnist_root, f"trainer.backward={backward}", "trainer.cpu_matmul=blas")
-    assert_grads_close(d_o, d_b, FP32_REORDER)
-    assert_grads_close(g_o, g_b, FP32_REORDER)
 
 
 def test_bf16_gradients_close_to_fp32(mnist_root):

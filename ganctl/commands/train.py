@@ -211,6 +211,7 @@ def summary(r: Run, run_dir: Path, row: dict, rate: float) -> dict:
         "g_loss": row.get("g_loss"),
         "steps_per_s": round(rate, 2),
         "last_checkpoint": str(RunFolder(run_dir).last),
+        "fast_path": r.state.fast_path,  # the pick a resume keeps (fast_paths.kept)
         # The last evaluation (trainer.eval_every also fires at the final step): what sweepers minimise.
         "metric": r.evaluator.metric if r.evaluator else None,
         "metric_value": row.get(r.evaluator.metric) if r.evaluator else None,

@@ -92,8 +92,9 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     G, D = build_models(cfg.model, data.shape, n_classes)
     G.to(device)
     D.to(device)
-    paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes)
-    fast_paths.apply(paths, G, D, device, t.compile)
+    saved = resume.get("fast_path") if resume is not None else None
+    paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes, saved)
+    fast_paths.apply(paths, G, D)
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = latents(kinds.of(cfg.dataset).picture_count(t.num_samples), cfg.model, device=device)
@@ -107,6 +108,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     if t.ema is not None or t.ema_half_life is not None:
         ema = EMA(G, t.ema, t.ema_half_life, t.ema_warmup, t.batch_size)
     state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema, fixed_y, data.classes)
+    state.fast_path = paths.as_dict(device)
     if resume is not None:
         state.load_state_dict(resume)
         if state.step >= steps:
@@ -134,14 +136,22 @@ def choose_paths(
     rank: Rank,
     batch: int,
     n_classes: int = 0,
+    saved: dict | None = None,
 ) -> fast_paths.Paths:
-    """The step's implementation, kernels and memory format: where `auto` leaves a choice, the
-    fastest combination timed here on this run's shapes (fast_paths.choose, cached per machine)."""
+    """The step's implementation, memory format and precision: where `auto` leaves a choice, the
+    pick of the checkpoint resumed (`saved`) where it can be kept, else the fastest combination
+    timed here on this run's shapes (fast_paths.choose, cached per machine)."""
+    log = logging.getLogger("ganctl.fast_path")
+    if cfg.trainer.cpu_matmul == "onednn" and rank.is_main:
+        log.info(
+            "trainer.cpu_matmul=onednn: Linear layers run nn.Linear's own product; ganctl's oneDNN "
+            "layers were removed (slower on an Intel Xeon, docs/BENCHMARKS.md)"
+        )
 
     def trial(paths: fast_paths.Paths):
         # One D and one G update on throwaway copies of G, D and their optimisers.
         G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-        fast_paths.apply(paths, G2, D2, device, cfg.trainer.compile)
+        fast_paths.apply(paths, G2, D2)
         gan = make_step(
             cfg,
             G2,
@@ -169,10 +179,10 @@ def choose_paths(
         "precision": cfg.trainer.precision,
     }
     is_conv = any(isinstance(m, nn.Conv2d) for m in D.modules())
-    paths, reason = fast_paths.choose(cfg, device, rank.world, is_conv, trial, key)
+    paths, reason = fast_paths.choose(cfg, device, rank.world, is_conv, trial, key, saved)
     if reason and rank.is_main:
         # Under `ganctl train`, Hydra shows INFO records on the console and keeps them in train.log.
-        logging.getLogger("ganctl.fast_path").info(reason)
+        log.info(reason)
     return paths
 
 

@@ -1,13 +1,13 @@
-"""Which fast paths a run takes: trainer.backward, cpu_matmul, channels_last and precision resolved.
+"""Which fast paths a run takes: trainer.backward, channels_last and precision resolved.
 
-`auto` never assumes a vendor: oneDNN's products were 1.5-2.2x faster than MKL's on an AMD EPYC
-and slower on an Intel Xeon (docs/BENCHMARKS.md), hand-written gradients pay only where autograd's
-overhead is a large part of the step, and channels-last convolutions win on some CPUs and lose on
-others. So `auto` times one D and one G update of every allowed combination on throwaway copies
-of this run's models, on its own shapes, and keeps the fastest; the plain path (autograd, BLAS,
-the default memory format) wins ties. The pick is cached per machine, thread count, torch version
-and shapes (ganctl.autotune), so only the first run of a kind pays for it, and a resumed run
-takes the same path as the run it continues.
+`auto` never assumes a vendor: hand-written gradients pay only where autograd's overhead is a
+large part of the step, and channels-last convolutions win on some CPUs and lose on others. So
+`auto` times one D and one G update of every allowed combination on throwaway copies of this
+run's models, on its own shapes, and keeps the fastest; the plain path (autograd, the default
+memory format) wins ties. The pick is cached per machine, thread count, torch version and shapes
+(ganctl.autotune), so only the first run of a kind pays for it. It is part of the run: the
+checkpoint keeps it (TrainingState.fast_path) and a resume takes it again (`kept`), or says in
+one line why it cannot (another kind of device, a path this run does not allow) and chooses anew.
 
 trainer.precision=auto adds bf16 autocast to the candidates where the hardware has bf16 units (a
 CPU with AVX512-BF16 or AMX, a GPU of compute capability 8.0 or later). Lower precision changes
@@ -17,7 +17,7 @@ taken only when it beats the fastest fp32 combination by LOWER_PRECISION_GAIN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -26,7 +26,6 @@ from torch import nn
 from ganctl import autotune
 from ganctl.config import RunConfig
 from ganctl.errors import ConfigError
-from ganctl.training.cpu_kernels import accelerate, onednn_available
 from ganctl.training.manual_step import unsupported
 
 BUDGET_S = 0.5  # the timing's share of start-up, at most (the first run of a kind only)
@@ -36,26 +35,22 @@ LOWER_PRECISION_GAIN = 0.10  # bf16 must take at most 90% of fp32's time to be p
 @dataclass(frozen=True)
 class Paths:
     backward: str = "autograd"  # or "manual": hand-written MLP gradients (CPU)
-    onednn: bool = False  # Linear products on oneDNN instead of the BLAS (CPU)
     channels_last: bool = False  # convolution nets in channels-last memory format
     precision: str = "fp32"  # or "bf16", "fp16": autocast
 
     def __str__(self) -> str:
-        return (
-            f"backward={self.backward}, cpu_matmul={'onednn' if self.onednn else 'blas'}, "
-            f"channels_last={str(self.channels_last).lower()}, precision={self.precision}"
-        )
+        return f"backward={self.backward}, channels_last={str(self.channels_last).lower()}, precision={self.precision}"
+
+    def as_dict(self, device: torch.device) -> dict:
+        """The pick as the checkpoint and the run summary keep it, with the kind of device it was made on."""
+        return {"device": device.type, **asdict(self)}
 
 
-def apply(paths: Paths, G: nn.Module, D: nn.Module, device: torch.device, compiled: bool) -> None:
-    """Put G and D in the memory format and (on a CPU, uncompiled) onto the kernels `paths` names."""
+def apply(paths: Paths, G: nn.Module, D: nn.Module) -> None:
+    """Put G and D in the memory format `paths` names."""
     if paths.channels_last:
         G.to(memory_format=torch.channels_last)
         D.to(memory_format=torch.channels_last)
-    if device.type == "cpu" and not compiled:
-        # torch.compile traces plain modules: the CPU kernels are an eager-mode speed-up.
-        accelerate(G, paths.onednn)
-        accelerate(D, paths.onednn)
 
 
 def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) -> list[Paths]:
@@ -72,22 +67,14 @@ def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) 
         if t.backward != "auto"
         else (["autograd"] + (["manual"] if cpu and not unsupported(cfg, world) else []))
     )
-    onednn = (
-        [t.cpu_matmul == "onednn"]
-        if t.cpu_matmul != "auto"
-        else ([False] + ([True] if cpu and onednn_available() else []))
-    )
     channels_last = [bool(t.channels_last)] if t.channels_last is not None else ([False, True] if is_conv else [False])
     precisions = [t.precision] if t.precision != "auto" else ["fp32"] + (["bf16"] if native_bf16(device) else [])
     return [
-        Paths(b, o, c, p)
+        Paths(b, c, p)
         for p in precisions
         for b in backwards
-        for o in onednn
         for c in channels_last
-        # The manual step is fp32 only; oneDNN's Linear products run outside autocast only, so
-        # under bf16 both matmul settings are the same path.
-        if p == "fp32" or (b == "autograd" and (not o or t.cpu_matmul == "onednn"))
+        if p == "fp32" or b == "autograd"  # the manual step is fp32 only
     ]
 
 
@@ -111,21 +98,55 @@ def choose(
     is_conv: bool,
     trial: Callable[[Paths], Callable[[], object]],
     key: dict,
+    saved: dict | None = None,
 ) -> tuple[Paths, str | None]:
     """The paths for this run, and why (None when there was nothing to choose).
 
-    `trial(paths)` returns a call of one update taking those paths.
+    `trial(paths)` returns a call of one update taking those paths. `saved` is the pick a resumed
+    checkpoint holds: a resume keeps it where it can, since another pick changes the run's numbers.
     """
+    keep, why = kept(saved, cfg, device, world, is_conv)
+    if keep is not None:
+        return keep, f"fast path {keep} (kept from the checkpoint)"
     options = candidates(cfg, device, world, is_conv)
     if len(options) == 1:
-        return options[0], None
+        return options[0], why
     lazy = {str(p): _lazy(trial, p) for p in options}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         # The timing's random draws must not shift the run's random stream.
         choice = autotune.choose("fast path", key, lazy, budget_s=BUDGET_S)
     names = [str(p) for p in options]
     picked = options[names.index(_by_precision(choice, names))]
-    return picked, _reason(choice, picked, options[0])
+    reason = _reason(choice, picked, options[0])
+    return picked, reason if why is None else f"{why}; {reason}"
+
+
+def kept(saved: dict | None, cfg: RunConfig, device: torch.device, world: int, is_conv: bool):
+    """(the checkpoint's pick, None) where this run can take it again, else (None, one line why).
+
+    Settings the resumed config gives explicitly win over the checkpoint's pick; `auto` ones take
+    it. A checkpoint written before ganctl kept its pick has none: (None, None), chosen as new.
+    """
+    if not saved:
+        return None, None
+    t = cfg.trainer
+    want = Paths(
+        t.backward if t.backward != "auto" else str(saved.get("backward", "autograd")),
+        bool(t.channels_last) if t.channels_last is not None else bool(saved.get("channels_last", False)),
+        t.precision if t.precision != "auto" else str(saved.get("precision", "fp32")),
+    )
+    same_kind = saved.get("device", device.type) == device.type
+    if same_kind and want in candidates(cfg, device, world, is_conv):
+        return want, None
+    if not same_kind:
+        why = f"it was picked on {saved['device']}, this run trains on {device.type}"
+    elif want.backward == "manual" and (device.type != "cpu" or t.compile or unsupported(cfg, world)):
+        why = f"the manual step does not apply here: {unsupported(cfg, world) or 'not an eager CPU run'}"
+    elif want.precision == "bf16" and not native_bf16(device):
+        why = "this device has no bf16 units"
+    else:
+        why = "this run's settings do not allow it"
+    return None, f"the checkpoint's fast path {want} cannot be kept ({why}); choosing again"
 
 
 def _by_precision(choice: autotune.Choice, names: list[str]) -> str:

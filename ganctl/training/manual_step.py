@@ -1,8 +1,8 @@
 """trainer.backward=manual: the MLP GAN step with hand-written gradients instead of autograd.
 
 At setup 001's sizes one step is about twenty matrix products of a few hundred microseconds each,
-and autograd adds its own work around them: graph nodes, saved tensors, the Python of the oneDNN
-layer's autograd.Function on every call, and a second G forward pass for the G phase. A fully
+and autograd adds its own work around them: graph nodes, saved tensors, and a second G forward
+pass for the G phase. A fully
 connected G and D with plain activations have gradients simple enough to write out, so this
 module computes them directly:
 
@@ -10,12 +10,13 @@ module computes them directly:
   (detached), G's update backpropagates through the other B. G's weights do not change during
   D's update, so this is the same function as two passes; the latents are drawn in the same order
   as the autograd step draws them, so both produce the same numbers up to float rounding.
-- Each layer's activation runs inside its oneDNN product (the fused epilogue), and its backward
-  uses the layer's output, as autograd's kernels for these activations do.
+- Each layer's backward through its activation uses the layer's output, as autograd's kernels
+  for these activations do.
 - D's backward in the G phase computes input gradients only, and G's backward uses only the rows
   the G phase scored.
-- Dropout (setup 004's D) keeps its scaled mask for backward; setup 004's shuffled batch is
-  scored in its shuffled order and its gradient put back in that order. Both draw random numbers
+- Dropout (setup 004's D) draws nn.Dropout's mask from the same random numbers and keeps it
+  scaled for backward; setup 004's shuffled batch is scored in its shuffled order and its
+  gradient put back in that order. Both draw random numbers
   in D's forward pass, so there G runs one pass per phase, keeping the random stream in the
   autograd step's order.
 
@@ -34,7 +35,7 @@ from torch import nn
 from ganctl.config import RunConfig
 from ganctl.losses import LOSSES, Loss, bce_d, bce_g, minimax_g
 from ganctl.models.mlp import BatchMoments
-from ganctl.training.cpu_kernels import Dropout, Linear, _activation_backward, _mm_t, _post_op, dropout_mask
+from ganctl.training.cpu_kernels import stepper
 from ganctl.training.step import DStats, GANStep
 
 FUSABLE = ("relu", "leaky_relu", "tanh", "sigmoid")
@@ -46,6 +47,39 @@ _APPLY: dict[str, Callable[[torch.Tensor, list], torch.Tensor]] = {
     "tanh": lambda y, args: y.tanh_(),
     "sigmoid": lambda y, args: y.sigmoid_(),
 }
+
+
+def _post_op(act: nn.Module) -> tuple[str, list] | None:
+    """The name and arguments of an activation the manual step can differentiate, or None."""
+    if isinstance(act, nn.Tanh):
+        return "tanh", []
+    if isinstance(act, nn.ReLU):
+        return "relu", []
+    if isinstance(act, nn.LeakyReLU):
+        return "leaky_relu", [act.negative_slope]
+    if isinstance(act, nn.Sigmoid):
+        return "sigmoid", []
+    return None
+
+
+def _activation_backward(grad: torch.Tensor, y: torch.Tensor, post: str, args: list) -> torch.Tensor:
+    """Gradient before the activation from its output y (the kernels autograd uses for these ops)."""
+    if post == "tanh":
+        return torch.ops.aten.tanh_backward(grad, y)
+    if post == "relu":
+        return torch.ops.aten.threshold_backward(grad, y, 0)
+    if post == "leaky_relu":
+        return torch.ops.aten.leaky_relu_backward(grad, y, args[0], True)
+    if post == "sigmoid":
+        return torch.ops.aten.sigmoid_backward(grad, y)
+    return grad
+
+
+def dropout_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """nn.Dropout's mask for x on a CPU, scaled by 1/(1 - p): the same draws from the same stream
+    (bernoulli_(1 - p) on a tensor like x, then the division), so both steps drop the same units."""
+    keep = 1.0 - p
+    return torch.empty_like(x).bernoulli_(keep).div_(keep)
 
 
 def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
@@ -94,18 +128,16 @@ class Layer:
     At setup 002's sizes an op costs more in dispatch than in arithmetic (40 updates of 5- and
     10-unit layers per step), and so does Python: the layer keeps its parameters' transposed view
     (made once; a view shares the parameter's storage, so in-place updates by the optimisers and
-    load_state_dict keep it current, and a parameter replaced outright is noticed) and which
-    kernel each batch size takes.
+    load_state_dict keep it current, and a parameter replaced outright is noticed).
     """
 
-    __slots__ = ("lin", "post", "args", "drop", "_params", "_w", "_wt", "_fast")
+    __slots__ = ("lin", "post", "args", "drop", "_params", "_w", "_wt")
 
-    def __init__(self, lin: nn.Linear, post: str, args: list, drop: Dropout | None):
+    def __init__(self, lin: nn.Linear, post: str, args: list, drop: nn.Dropout | None):
         self.lin, self.post, self.args, self.drop = lin, post, args, drop
         self._params = lin._parameters  # a plain dict: faster than Module.__getattr__
         self._w: torch.Tensor | None = None
         self._wt: torch.Tensor | None = None
-        self._fast: dict[int, bool] = {}
 
     def weight(self) -> torch.Tensor:
         return self._params["weight"]
@@ -119,25 +151,14 @@ class Layer:
             self._w, self._wt = w, w.t()
         return self._wt
 
-    def fast(self, x: torch.Tensor) -> bool:
-        """Whether products on x's rows go to oneDNN. The manual step runs fp32 on the CPU outside
-        autocast, so only the row count varies, and every product of the layer on the same rows
-        has the forward's size: one answer per row count."""
-        rows = x.shape[0]
-        if rows not in self._fast:
-            self._fast[rows] = isinstance(self.lin, Linear) and self.lin.fast(x)
-        return self._fast[rows]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self._params["bias"]
-        if self.fast(x):
-            return _mm_t(x, self._params["weight"], bias, self.post, self.args)
         y = torch.mm(x, self.wt()) if bias is None else torch.addmm(bias, x, self.wt())
         return _APPLY[self.post](y, self.args)
 
 
 class Chain:
-    """An MLP's Stack as Layers: (Linear, activation name, activation args, Dropout or None)."""
+    """An MLP's nn.Sequential as Layers: (Linear, activation name, activation args, Dropout or None)."""
 
     def __init__(self, stack: nn.Sequential):
         mods = [m for m in stack if not isinstance(m, nn.Flatten)]
@@ -157,9 +178,8 @@ class Chain:
             drop = None
             if i + 1 < len(mods) and isinstance(mods[i + 1], nn.Dropout):
                 drop = mods[i + 1]
-                if not isinstance(drop, Dropout) or drop.inplace or drop.p >= 1:
-                    # Masks must come from dropout_mask, as cpu_kernels.Dropout draws them.
-                    raise ValueError(f"manual step: {drop!r} is not ganctl's CPU Dropout with 0 <= p < 1")
+                if drop.inplace or drop.p >= 1:
+                    raise ValueError(f"manual step: {drop!r} is not a Dropout with 0 <= p < 1")
                 i += 1
             self.layers.append(Layer(lin, *post, drop))
             i += 1
@@ -175,8 +195,7 @@ class Chain:
             mask = None
             drop = layer.drop
             if drop is not None and drop.training and drop.p > 0:
-                # models.Dropout's mask on CPU, from the same random numbers. (On other devices
-                # models.Dropout uses PyTorch's kernel: the same distribution, another stream.)
+                # nn.Dropout's mask on a CPU, from the same random numbers.
                 mask = dropout_mask(x, drop.p)
                 x = x * mask
             trace.masks.append(mask)
@@ -203,15 +222,14 @@ class Chain:
             if mask is not None:
                 grad = grad * mask
             grad = _activation_backward(grad, y, layer.post, layer.args)
-            fast = layer.fast(x)
             if weight_grads:
                 weight, bias = layer.weight(), layer.bias()
-                weight.grad = _mm_t(grad.t(), x.t()) if fast else torch.mm(grad.t(), x)
+                weight.grad = torch.mm(grad.t(), x)
                 if bias is not None:
                     bias.grad = grad.sum(0)
             if k == 0 and not input_grad:
                 return None
-            grad = _mm_t(grad, layer.wt()) if fast else torch.mm(grad, layer.weight())
+            grad = torch.mm(grad, layer.weight())
         return grad
 
 
@@ -357,6 +375,8 @@ class ManualStep(GANStep):
         self.shared_g = not (self.D_chain.random or self.shuffled)
         self._next_g: Trace | None = None  # G's pass on the G phase's latents
         self._no_penalty = torch.zeros((), device=self.device)  # the log row's grad norm
+        # The manual step is fp32 only (no gradient scaler): its updates may skip Optimizer.step.
+        self._step_d, self._step_g = stepper(self.opt_d), stepper(self.opt_g)
 
     @torch.no_grad()
     def d_grads(self, real, labels=None, last=True):

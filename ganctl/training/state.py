@@ -50,6 +50,8 @@ class TrainingState:
     classes: list[str] | None = None  # the class names, so `ganctl sample --class NAME` works
     step: int = 0
     best: float | None = None  # the best evaluation score so far (lower is better)
+    # The fast-path pick (fast_paths.Paths.as_dict): a resume keeps it, since it changes the numbers.
+    fast_path: dict | None = None
 
     @property
     def G_sample(self) -> nn.Module:
@@ -74,6 +76,7 @@ class TrainingState:
             "fixed_y": None if self.fixed_y is None else self.fixed_y.cpu(),
             "classes": None if self.classes is None else list(self.classes),
             "best_metric": self.best,
+            "fast_path": self.fast_path,
         }
 
     def load_state_dict(self, ckpt: dict) -> None:

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from ganctl.losses import Loss
-from ganctl.training.cpu_kernels import stepper
 from ganctl.training.distributed import Rank
 
 
@@ -68,8 +67,7 @@ class Precision:
     def stepper(self, which: str, opt: torch.optim.Optimizer) -> Callable[[], None]:
         scaler = self.scalers.get(which)
         if scaler is None:
-            # fp32's updates skip Optimizer.step's Python where its fused kernel can be called directly.
-            return stepper(opt)
+            return opt.step
 
         def step() -> None:
             scaler.step(opt)

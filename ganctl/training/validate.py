@@ -15,7 +15,7 @@ from ganctl.errors import ConfigError, DataError
 from ganctl.losses import LOSSES
 from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
 from ganctl.optim import IMPLS, OPTIMIZERS, SCHEDULES
-from ganctl.training.cpu_kernels import BACKWARDS, CPU_MATMULS, onednn_available
+from ganctl.training.cpu_kernels import BACKWARDS, CPU_MATMULS
 from ganctl.training.fast_paths import native_bf16
 from ganctl.training.manual_step import unsupported
 
@@ -287,9 +287,6 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
                 f"trainer.backward=manual does not support {reason}; "
                 "accepted: trainer.backward=auto or autograd for this run"
             )
-    if t.cpu_matmul == "onednn":
-        if not onednn_available():
-            bad("trainer.cpu_matmul", "onednn", "auto or blas (this PyTorch build has no oneDNN)")
     return problems
 
 

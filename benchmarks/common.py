@@ -291,7 +291,8 @@ def write_svhn_mat(root: Path, split: str, images: np.ndarray, seed: int = 0) ->
     """
     import scipy.io
 
-    y = np.random.default_rng(seed).integers(1, 11, size=(len(images), 1)).astype(np.uint8)
+    # Every digit in turn, shuffled: a file of 10 or more images holds each class, 10 (digit 0) too.
+    y = 1 + np.random.default_rng(seed).permutation(np.arange(len(images)) % 10)[:, None].astype(np.uint8)
     folder = root / "SVHN"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{split}_32x32.mat"

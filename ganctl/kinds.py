@@ -30,6 +30,11 @@ class Kind:
     outputs: tuple[str, ...]  # the output types of `ganctl sample -o`
     metric: str | None  # the in-training evaluator's metric under trainer.eval_metric=auto
     fields: tuple[str, ...] = ()  # the evaluator's metrics.csv columns
+    row_fields: tuple[str, ...] = ()  # metrics.csv columns every log row gets from the fixed samples
+
+    def row_values(self, fixed: torch.Tensor) -> dict:
+        """Those columns' values for G's samples of the fixed latents."""
+        return {}
 
     def picture_count(self, num_samples: int) -> int:
         """How many fixed latents the run's sample pictures draw."""
@@ -120,6 +125,11 @@ class Points1D(Points):
     name = POINTS_1D
     metric = "w1"
     fields = ("w1", "ks_statistic")
+    # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
+    row_fields = ("fake_mean", "fake_std")
+
+    def row_values(self, fixed: torch.Tensor) -> dict:
+        return {"fake_mean": fixed.mean().item(), "fake_std": fixed.std().item()}
 
     def picture(self, x: torch.Tensor, d: DatasetConfig, title: str, nrow: int | None = None) -> Image.Image:
         return plots.histogram(_values(x).ravel(), d.mean, d.std, title=title)

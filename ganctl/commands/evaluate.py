@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from ganctl import features, images, kinds
 from ganctl.commands import options
-from ganctl.config import DatasetConfig
+from ganctl.config import DatasetConfig, default_data_root
 from ganctl.data import DATASETS as RECORDS
 from ganctl.data import SPLITS, info
 from ganctl.devices import resolve_device
@@ -21,7 +20,6 @@ from ganctl.errors import ArgumentParser, ConfigError, DataError
 from ganctl.features import PR_K, image_metrics
 from ganctl.files import atomic_write
 from ganctl.generation import generate, seeded
-from ganctl.training import checkpoint
 from ganctl.training.checkpoint import LoadedGenerator
 
 # The named datasets (a folder is scored once issue #25 lands); .npz samples need an image shape.
@@ -101,10 +99,6 @@ def build_fit_parser() -> ArgumentParser:
     return p
 
 
-def default_root() -> str:
-    return os.environ.get("GANCTL_DATA", "~/.cache/ganctl/data")
-
-
 def check_choice(flag: str, value: str | None, accepted: tuple[str, ...]) -> None:
     if value is not None and value not in accepted:
         raise ConfigError(f"{flag} {value!r} is invalid; accepted: {', '.join(accepted)}")
@@ -116,7 +110,7 @@ def fit_main(argv: list[str]) -> None:
     check_choice("--split", args.split, SPLITS)
     if args.epochs < 1:
         raise ConfigError(f"--epochs {args.epochs} is invalid; accepted: an integer >= 1")
-    cfg = DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split)
+    cfg = DatasetConfig(name=args.dataset, root=args.data_root or default_data_root(), split=args.split)
     model = features.fit(cfg, resolve_device(args.device, key="--device"), epochs=args.epochs, seed=args.seed)
     print(f"ganctl: feature net {cfg.name}/{cfg.split}: held-out accuracy {model.accuracy:.2%}; {model.path}")
 
@@ -289,7 +283,7 @@ def npz_target(args, target: Path) -> tuple[torch.Tensor, DatasetConfig]:
     if not target.is_file():
         raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
     x = load_npz(target, args.dataset)[: args.n]
-    return x, DatasetConfig(name=args.dataset, root=args.data_root or default_root(), split=args.split or "train")
+    return x, DatasetConfig(name=args.dataset, root=args.data_root or default_data_root(), split=args.split or "train")
 
 
 def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenerator, DatasetConfig, int | None]:
@@ -303,7 +297,7 @@ def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenera
         )
     dcfg.root = args.data_root or dcfg.root
     dcfg.split = args.split or dcfg.split
-    return model, dcfg, checkpoint.load(model.path).get("step")
+    return model, dcfg, model.step
 
 
 def score_points(args, model: LoadedGenerator, dcfg: DatasetConfig, report: dict) -> str:

@@ -95,9 +95,9 @@ def log_row(
         "time": round(elapsed, 3),
         "steps_per_s": round(rate, 2),
     }
-    if r.data.shape == (1,) and r.gan.rank.is_main:
-        fake = generate(s.G_sample, s.fixed_z)
-        row["fake_mean"], row["fake_std"] = fake.mean().item(), fake.std().item()
+    kind = kinds.of(cfg.dataset)
+    if kind.row_fields and r.gan.rank.is_main:
+        row.update(kind.row_values(generate(s.G_sample, s.fixed_z)))
     postfix = {
         "d_loss": f"{row['d_loss']:.3f}",
         "g_loss": f"{row['g_loss']:.3f}",
@@ -121,7 +121,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     r = build(cfg, rank, resume)
     s, gan = r.state, r.gan
     samples_dir, ckpt_dir = make_folders(run_dir, rank)
-    fields = metric_fields(cfg, r.data.shape, r.evaluator.fields if r.evaluator else [])
+    fields = metric_fields(cfg, r.evaluator.fields if r.evaluator else [])
     log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress, cfg)
     pending, row = PendingStats(), {}
     first_step, last_log_step, last_good = s.step, s.step, (s.step if resume else None)

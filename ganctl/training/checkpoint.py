@@ -97,6 +97,7 @@ class LoadedGenerator:
     path: Path
     ema: bool  # the weights are G_ema's
     classes: list[str] | None = None  # a conditional G's class names, by label
+    step: int | None = None  # the training step the checkpoint was written at
 
     def class_label(self, asked: int | str) -> int:
         """The label of `--class` given as an index or a class name; ConfigError naming the valid ones."""
@@ -114,10 +115,6 @@ class LoadedGenerator:
         if self.classes == [str(i) for i in range(len(self.classes))]:
             names = f"0..{len(self.classes) - 1}"
         raise ConfigError(f"class {asked!r} is not a class of this generator; accepted: {names}")
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.data_shape) == 3
 
 
 def load_generator(path: str | os.PathLike, device: torch.device, use_ema: bool = True) -> LoadedGenerator:
@@ -137,4 +134,5 @@ def load_generator(path: str | os.PathLike, device: torch.device, use_ema: bool 
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:160]
         raise CheckpointError(f"{resolved}: generator does not match its recorded config ({reason})") from None
-    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema, classes if cfg.model.conditional else None)
+    classes = classes if cfg.model.conditional else None
+    return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema, classes, ckpt.get("step"))

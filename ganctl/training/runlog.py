@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm  # a widget in Jupyter, the usual bar in a terminal
 
+from ganctl import kinds
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused
 from ganctl.losses import for_run
@@ -17,13 +18,11 @@ from ganctl.training.distributed import Rank
 from ganctl.training.step import DStats, StepStats
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"]
-GAUSSIAN_FIELDS = ["fake_mean", "fake_std"]
 
 
-def metric_fields(cfg: RunConfig, data_shape: tuple[int, ...], eval_fields: list[str]) -> list[str]:
+def metric_fields(cfg: RunConfig, eval_fields: list[str]) -> list[str]:
     """The columns of metrics.csv for this run."""
-    # The fixed batch's mean and std say something only of 1-D samples (the Gaussian's target).
-    fields = METRIC_FIELDS + (GAUSSIAN_FIELDS if tuple(data_shape) == (1,) else [])
+    fields = METRIC_FIELDS + list(kinds.of(cfg.dataset).row_fields)
     if for_run(cfg.loss).penalties:
         # The last penalty's gradient norm: WGAN-GP's on interpolates, pushed to 1; R1's on real
         # samples, pushed to 0

@@ -64,6 +64,13 @@ def _bad(key: str, value: Any, accepted: str) -> str:
     return f"{key}={value!r} is invalid; accepted: {accepted}"
 
 
+class Problems(list):
+    """The messages one check collects; `bad(key, value, accepted)` adds one in the usual form."""
+
+    def bad(self, key: str, value: Any, accepted: str) -> None:
+        self.append(_bad(key, value, accepted))
+
+
 def validate(cfg: RunConfig) -> None:
     """Check every value, then the combinations; raise one ConfigError listing every problem."""
     problems = _choice_problems(cfg) + _range_problems(cfg) + _value_problems(cfg)
@@ -88,10 +95,8 @@ def _choice_problems(cfg: RunConfig) -> list[str]:
 
 def _range_problems(cfg: RunConfig) -> list[str]:
     """Counts and sizes below 1, and the run's length."""
-    problems: list[str] = []
-
-    def bad(key: str, value: Any, accepted: str) -> None:
-        problems.append(_bad(key, value, accepted))
+    problems = Problems()
+    bad = problems.bad
 
     t, m, d = cfg.trainer, cfg.model, cfg.dataset
     positive_ints = {
@@ -128,10 +133,8 @@ def _range_problems(cfg: RunConfig) -> list[str]:
 
 def _value_problems(cfg: RunConfig) -> list[str]:
     """Numbers and names out of their range, other than the counts (_range_problems)."""
-    problems: list[str] = []
-
-    def bad(key: str, value: Any, accepted: str) -> None:
-        problems.append(_bad(key, value, accepted))
+    problems = Problems()
+    bad = problems.bad
 
     t, m, d = cfg.trainer, cfg.model, cfg.dataset
     if not 0.0 <= m.d_dropout < 1.0:
@@ -182,10 +185,8 @@ def _value_problems(cfg: RunConfig) -> list[str]:
 
 
 def _optim_problems(cfg: RunConfig) -> list[str]:
-    problems: list[str] = []
-
-    def bad(key: str, value: Any, accepted: str) -> None:
-        problems.append(_bad(key, value, accepted))
+    problems = Problems()
+    bad = problems.bad
 
     o = cfg.optim
     for prefix, spec in (("optim", o), ("optim.g", o.g), ("optim.d", o.d)):
@@ -220,10 +221,8 @@ def _logger_problems(cfg: RunConfig) -> list[str]:
 
 def _combination_problems(cfg: RunConfig) -> list[str]:
     """Combinations that run but compute something wrong, or cannot run here."""
-    problems: list[str] = []
-
-    def bad(key: str, value: Any, accepted: str) -> None:
-        problems.append(_bad(key, value, accepted))
+    problems = Problems()
+    bad = problems.bad
 
     t, m, d = cfg.trainer, cfg.model, cfg.dataset
     kind = info(d).kind

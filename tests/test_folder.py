@@ -5,6 +5,8 @@ labels of the other image datasets."""
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -360,3 +362,38 @@ def test_cli_from_a_folder_to_samples_and_a_gif(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with Image.open(tmp_path / "walk.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 3
+
+
+def test_one_launch_scans_the_folder_once(tmp_path):
+    """`ganctl train dataset=folder` checks the data's size before the run loads it: one walk of the
+    folder between them (it was three: the launch's check, the plan, the load). A child process
+    counts the walks, so that Hydra's logging set-up stays out of this test process."""
+    d = tmp_path / "imgs"
+    rng = np.random.default_rng(5)
+    for i in range(6):
+        save(d / f"{i}.png", Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+    counting = (
+        "import sys; from ganctl import cli, folder; walks = []; scan = folder.scan\n"
+        "folder.scan = lambda root: walks.append(str(root)) or scan(root)\n"
+        "cli.main(sys.argv[1:]); print('WALKS', walks)"
+    )
+    args = [
+        "train",
+        "dataset=folder",
+        f"dataset.path={d}",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.resolution=8",
+        "model=dcgan",
+        "model.width=4",
+        "optim=adam",
+        "trainer=default",
+        "trainer.steps=1",
+        "trainer.batch_size=2",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    proc = subprocess.run([sys.executable, "-c", counting, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert f"WALKS {[str(d.absolute())]}" in proc.stdout

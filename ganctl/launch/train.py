@@ -63,10 +63,13 @@ def train_main(args: list[str]) -> None:
     if overwrite and target is not None:
         raise ConfigError(f"overwrite=true starts a new run and resume={target} continues one; accepted: one of them")
     resume = locate_resume(target, args) if target not in (None, "auto") else None
-    if not command.flags:
-        _run_once(command, resume)
-    else:
-        _run_with_hydra_main(command, resume)
+    from ganctl.data import read_once
+
+    with read_once():  # the checks' size query and the run's load share one scan of a folder
+        if not command.flags:
+            _run_once(command, resume)
+        else:
+            _run_with_hydra_main(command, resume)
 
 
 def _run_with_hydra_main(command: Command, resume: Resume | None) -> None:

@@ -112,7 +112,8 @@ class Generator:
         x = self.sample(n, seed, class_=class_)
         if nrow is None and self.classes is not None and class_ is None:
             nrow = class_columns(n, len(self.classes))
-        return kinds.of(self.cfg.dataset).picture(x, self.cfg.dataset, f"{n} samples", nrow=nrow)
+        kind = kinds.of(self.cfg.dataset)
+        return kind.picture(x, self.cfg.dataset, kind.file_title(self.cfg.dataset, n), nrow=nrow)
 
     def _repr_png_(self) -> bytes:  # Jupyter shows a Generator as a grid of 16
         import io

@@ -40,6 +40,10 @@ class Kind:
         """How many fixed latents the run's sample pictures draw."""
         return num_samples
 
+    def file_title(self, d: DatasetConfig, n: int) -> str:
+        """The title of a picture of n samples outside training (`ganctl sample`, the API's grid)."""
+        return f"{n} samples"
+
     def picture(self, x: torch.Tensor, d: DatasetConfig, title: str, nrow: int | None = None) -> Image.Image:
         raise NotImplementedError
 
@@ -92,9 +96,6 @@ class Points(Kind):
 
     def picture_count(self, num_samples: int) -> int:
         return self.PICTURE_SAMPLES
-
-    def file_title(self, d: DatasetConfig, n: int) -> str:
-        return f"{n} samples"
 
     def write(self, x: torch.Tensor, d: DatasetConfig, out: Path, kind: str, nrow: int | None, force: bool) -> None:
         values = _values(x)
@@ -179,7 +180,7 @@ class Points2D(Points):
         return plots.scatter(_values(x), mixture_modes(d), d.std, title=title)
 
     def file_title(self, d: DatasetConfig, n: int) -> str:
-        return d.name
+        return d.name  # plots.scatter adds the count
 
     def summary(self, x: torch.Tensor, d: DatasetConfig) -> str | None:
         stats = metrics.mode_stats(x.numpy(), mixture_modes(d), d.std)

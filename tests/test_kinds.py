@@ -36,7 +36,7 @@ def test_api_grid_of_a_2d_mixture_is_the_scatter_over_its_modes(ring8_run):
     x = G.sample(64, seed=3)
     assert x.shape == (64, 2)
     picture = np.asarray(G.grid(64, seed=3))
-    scatter = np.asarray(kinds.of("ring8").picture(x, G.cfg.dataset, "64 samples"))
+    scatter = np.asarray(kinds.of("ring8").picture(x, G.cfg.dataset, "ring8"))
     histogram = np.asarray(kinds.of("gaussian1d").picture(x.reshape(-1, 1), G.cfg.dataset, "64 samples"))
     assert picture.shape == scatter.shape and (picture == scatter).all()
     assert picture.shape != histogram.shape or (picture != histogram).any()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ganctl.errors import FolderInUse, StorageError
+from ganctl.runfolder import RunFolder
 
 LOCK_NAME = ".ganctl.lock"
 
@@ -149,7 +150,8 @@ def remove_temporaries(folder: Path) -> list[Path]:
     Only safe while holding the folder's lock: then no live process is writing them.
     """
     removed = []
-    for sub in (folder, folder / "checkpoints", folder / "samples"):
+    run = RunFolder(folder)
+    for sub in (folder, run.checkpoints, run.samples):
         if not sub.is_dir():
             continue
         for p in sub.iterdir():

@@ -79,7 +79,7 @@ def check_finite(stats: StepStats, r: Run, since: int, last_good: int | None) ->
 
 
 def log_row(
-    r: Run, cfg: RunConfig, stats: StepStats, rate: float, elapsed: float, nan_skips: int, ckpt_dir: Path
+    r: Run, cfg: RunConfig, stats: StepStats, rate: float, elapsed: float, nan_skips: int, run: RunFolder
 ) -> tuple[dict, dict]:
     """metrics.csv's row and the progress bar's postfix; evaluates and keeps best.pt when due."""
     s = r.state
@@ -111,7 +111,7 @@ def log_row(
         postfix[ev.metric] = f"{scores[ev.metric]:.3g}"
         if s.best is None or scores[ev.metric] < s.best:
             s.best = scores[ev.metric]
-            checkpoint.save(ckpt_dir / "best.pt", s.state_dict())
+            checkpoint.save(run.best, s.state_dict())
     return row, postfix
 
 
@@ -120,7 +120,7 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     t, run_dir = cfg.trainer, Path(run_dir)
     r = build(cfg, rank, resume)
     s, gan = r.state, r.gan
-    samples_dir, ckpt_dir = make_folders(run_dir, rank)
+    run = make_folders(run_dir, rank)
     fields = metric_fields(cfg, r.evaluator.fields if r.evaluator else [])
     log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress, cfg)
     pending, row = PendingStats(), {}
@@ -165,17 +165,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                     )
                 now = time.perf_counter()
                 row, postfix = log_row(
-                    r, cfg, stats, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, ckpt_dir
+                    r, cfg, stats, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, run
                 )
                 log.write(row, postfix)
                 last_log_step, last_log_time = s.step, now
             # Replicas agree on stopping at log steps: one small all-reduce there, no per-step sync.
             stop_signal = stop.signum if rank.world == 1 else (rank.any(stop.signum or 0, r.device) if logging else 0)
             if rank.is_main and (s.step % t.sample_every == 0 or s.step == r.steps):
-                save_samples(r, cfg, samples_dir / f"step_{s.step:06d}.png", log)
+                save_samples(r, cfg, run.sample_picture(s.step), log)
             if s.step % t.ckpt_every == 0 or s.step == r.steps or stop_signal:
                 if rank.is_main:
-                    checkpoint.save_step(ckpt_dir, s.step, s.state_dict(), cfg.checkpoints.keep_last)
+                    checkpoint.save_step(run, s.step, s.state_dict(), cfg.checkpoints.keep_last)
                 last_good = s.step
             if stop_signal:
                 log.close()
@@ -189,17 +189,16 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     return summary(r, run_dir, row, (s.step - first_step) / (time.perf_counter() - start))
 
 
-def make_folders(run_dir: Path, rank: distributed.Rank) -> tuple[Path, Path]:
-    """samples/ and checkpoints/ (rank 0 creates them)."""
+def make_folders(run_dir: Path, rank: distributed.Rank) -> RunFolder:
+    """The run folder, with samples/ and checkpoints/ (rank 0 creates them)."""
     run = RunFolder(run_dir)
-    samples_dir, ckpt_dir = run.samples, run.checkpoints
     if rank.is_main:
-        for folder in (samples_dir, ckpt_dir):
+        for folder in (run.samples, run.checkpoints):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise refused(folder, exc, doing="create") from None
-    return samples_dir, ckpt_dir
+    return run
 
 
 def summary(r: Run, run_dir: Path, row: dict, rate: float) -> dict:

@@ -67,7 +67,7 @@ def claim_job_folder(run_dir: Path) -> None:
     """Lock a sweep job's folder for the job; a leftover error.txt belongs to an earlier try."""
     files.lock_folder(run_dir)
     files.remove_temporaries(run_dir)
-    (run_dir / "error.txt").unlink(missing_ok=True)
+    RunFolder(run_dir).error.unlink(missing_ok=True)
 
 
 def _job_folders(sweep_dir: Path) -> list[Path]:

@@ -63,7 +63,7 @@ def _job_failed(exc: Exception, run_dir: Path, sweep: bool, hc) -> float:
     if not isinstance(err, (FolderInUse, RunExists)):  # those folders hold someone else's run
         try:
             # One bad job of a sweep is reported in its folder, and the sweep goes on.
-            (run_dir / "error.txt").write_text(str(err) + "\n")
+            RunFolder(run_dir).error.write_text(str(err) + "\n")
         except OSError:
             pass  # the folder refuses writes: the line below is the report
     print(f"ganctl: error: job {hc.job.num} ({' '.join(hc.overrides.task)}): {err}", file=sys.stderr)

@@ -69,17 +69,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     return ckpt
 
 
-def save_step(ckpt_dir: Path, step: int, payload: dict[str, Any], keep_last: int | None) -> Path:
+def save_step(run: RunFolder, step: int, payload: dict[str, Any], keep_last: int | None) -> Path:
     """checkpoints/step_N.pt, linked as last.pt; keeps the `keep_last` newest step files (all if None).
 
     last.pt moves to the new file only once that file is complete, so a failure anywhere here
     leaves last.pt at the previous checkpoint.
     """
-    path = ckpt_dir / f"step_{step:06d}.pt"
+    path = run.step_checkpoint(step)
     save(path, payload)
-    link_as(path, ckpt_dir / "last.pt")
+    link_as(path, run.last)
     if keep_last:
-        for old in sorted(ckpt_dir.glob("step_*.pt"))[:-keep_last]:
+        for old in sorted(run.checkpoints.glob("step_*.pt"))[:-keep_last]:
             try:
                 old.unlink(missing_ok=True)
             except OSError as exc:

@@ -14,6 +14,7 @@ from ganctl import kinds
 from ganctl.config import RunConfig
 from ganctl.files import atomic_write, refused
 from ganctl.losses import for_run
+from ganctl.runfolder import RunFolder
 from ganctl.training.distributed import Rank
 from ganctl.training.step import DStats, StepStats
 
@@ -99,7 +100,7 @@ class TensorBoardLog:
         from ganctl.config import to_dict
 
         self.fields = [f for f in fields if f != "step"]  # metrics.csv's columns: the same curves
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if resumed else None)
+        self.writer = SummaryWriter(str(RunFolder(run_dir).tensorboard), purge_step=step + 1 if resumed else None)
         if not resumed:
             self.writer.add_text("config", "```\n" + json.dumps(to_dict(cfg), indent=1) + "\n```", 0)
 
@@ -145,7 +146,7 @@ class RunLog:
         self.file = self.writer = None
         self.loggers: list[TensorBoardLog] = []
         if self.main:
-            self.file, self.writer = _reopen(run_dir / "metrics.csv", fields, step if resumed else None)
+            self.file, self.writer = _reopen(RunFolder(run_dir).metrics, fields, step if resumed else None)
             names = cfg.trainer.loggers if cfg is not None else []
             self.loggers = [LOGGERS[n](run_dir, cfg, step, resumed, fields) for n in names if n in LOGGERS]
         # In a log file (not a terminal) a bar redrawn 10 times a second is noise: redraw every 30 s.

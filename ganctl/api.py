@@ -64,6 +64,7 @@ def train(cfg: RunConfig | str, run_dir: str | os.PathLike | None = None, *overr
     """Train `cfg` (a RunConfig, or an experiment name composed with `overrides`) into `run_dir`
     (default runs/DATE_TIME); returns the Run when training ends."""
     from ganctl.commands.train import run as run_training
+    from ganctl.data import read_once
     from ganctl.training.validate import check_data, training_device
 
     if isinstance(cfg, str):
@@ -73,11 +74,12 @@ def train(cfg: RunConfig | str, run_dir: str | os.PathLike | None = None, *overr
             "overrides go with an experiment name: ganctl.train('mnist_bce', 'optim.lr=1e-4'); "
             "accepted: a RunConfig alone, or a name and overrides"
         )
-    training_device(cfg)
-    check_data(cfg)
-    folder = Path(run_dir) if run_dir is not None else Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    folder.mkdir(parents=True, exist_ok=True)
-    return Run(folder, run_training(cfg, folder))
+    with read_once():  # the size check and the run's load share one scan of a folder
+        training_device(cfg)
+        check_data(cfg)
+        folder = Path(run_dir) if run_dir is not None else Path("runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        folder.mkdir(parents=True, exist_ok=True)
+        return Run(folder, run_training(cfg, folder))
 
 
 class Generator:

@@ -27,15 +27,17 @@ from ganctl.training.step import StepStats
 from ganctl.training.validate import training_device, validate
 
 
-def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None) -> dict:
+def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None, checked: bool = False) -> dict:
     """Train one GAN as `cfg` says; everything it writes goes under `run_dir`.
 
     `resume` is a loaded checkpoint: training continues from its step with every state restored
     (weights, optimisers, RNGs, data order), so N + N steps equal 2N steps straight, bit for bit.
     With trainer.devices=N > 1 this spawns N data-parallel processes; under torchrun it joins
-    the process group torchrun set up.
+    the process group torchrun set up. `checked`: the caller validated `cfg` already (the launch
+    does, before it claims the run folder), so it is not validated twice.
     """
-    validate(cfg)
+    if not checked:
+        validate(cfg)
     uses_cuda = training_device(cfg).type == "cuda"
     env_rank = distributed.from_env(uses_cuda)
     if env_rank is None and cfg.trainer.devices > 1:

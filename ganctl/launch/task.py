@@ -119,7 +119,8 @@ class TrainTask:
                 what = f"job {hc.job.num}: " if sweep else ""
                 print(f"ganctl: {what}{run_dir} holds this run, finished at step {plan.ckpt['step']}; kept, not rerun")
                 return final_metric(run_dir, plan.cfg)
-            summary = run_training(plan.cfg, run_dir, resume=plan.ckpt)
+            # A config the launch worked out is the one it validated (launch/train._check_run).
+            summary = run_training(plan.cfg, run_dir, resume=plan.ckpt, checked=self.typed is not None)
         except (GanctlError, OSError) as exc:
             return _job_failed(exc, run_dir, sweep, hc)
         finally:

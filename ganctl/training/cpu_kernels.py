@@ -4,7 +4,7 @@ Each private-API speed-up stays only where it measured at least 1.15x against th
 the machine at hand (docs/BENCHMARKS.md). On an Intel Xeon (AVX-512, AMX) oneDNN's Linear
 products (0.85x), uniform-draw dropout masks (1.10x) and direct fused Adam (1.06-1.10x) did not,
 and were removed: G and D train as the plain nn.Linear/nn.Dropout modules they are, and Adam runs
-opt.step. Direct fused SGD inside setup 002's manual step is borderline and kept (see `stepper`).
+opt.step. Direct fused SGD inside setup 002's manual step pays (1.27x) and stays (see `stepper`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ def stepper(opt: torch.optim.Optimizer) -> Callable[[], None]:
 
     Setup 002's manual step makes 40 SGD updates of 5- and 10-unit layers per iteration, where
     Optimizer.step's hooks and tensor grouping cost more than the kernel: calling the kernel
-    directly made that step 1.28x and 1.11x faster in two runs on a busy Intel Xeon
-    (docs/BENCHMARKS.md), the one private-API path near the 1.15x bar. The direct call passes the optimiser's
-    own state to the kernel opt.step calls (torch.optim.sgd._fused_sgd), so results, state dicts
-    and checkpoints are unchanged; a step that finds no state yet goes through opt.step.
+    directly made that step 1.27x faster on a quiet Intel Xeon (1.28x and 1.11x on a busy one;
+    docs/BENCHMARKS.md). The direct call passes the optimiser's own state to the kernel opt.step
+    calls (torch.optim.sgd._fused_sgd), so results, state dicts and checkpoints are unchanged; a
+    step that finds no state yet goes through opt.step.
     """
     plain = type(opt) is torch.optim.SGD and hasattr(torch, "_fused_sgd_")
     plain = plain and all(

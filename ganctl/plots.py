@@ -194,7 +194,7 @@ def histogram(
     ax.set_ylabel("density", fontsize=10)
     ax.tick_params(labelsize=9)
     ax.set_title(title, fontsize=10, y=1.0)  # y given: no measuring pass to place it
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="best")
     return _image(fig, tight=False)
 
 

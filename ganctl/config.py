@@ -41,6 +41,9 @@ class DatasetConfig:
     resolution: int = 64
     channels: str = "auto"
     labels: str = "none"
+    # Images only: the left-right mirror of every image is a sample too, doubling the dataset
+    # (StyleGAN2-ADA's --mirror); for data whose meaning survives a flip (faces, not digits).
+    xflip: bool = False
 
 
 @dataclass

@@ -68,6 +68,8 @@ class Dataset:
     # Set when `data` is a read-only view of a memory map on the CPU (dataset=folder, too large for
     # memory): batches are read from it and moved to the device of the indices.
     mapped: folder.MappedImages | None = None
+    # dataset.xflip: indices N..2N-1 are the mirror images of 0..N-1, flipped as each batch is read
+    xflip: bool = False
     _epoch: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -79,14 +81,25 @@ class Dataset:
         return tuple(self.data.shape[1:])
 
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return self.data.shape[0] * (2 if self.xflip else 1)
+
+    def _unmirrored(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The stored rows of sample indices, and which of them are mirror images (None without xflip)."""
+        if not self.xflip:
+            return idx, None
+        n = self.data.shape[0]
+        mirrored = idx >= n
+        return idx - n * mirrored, mirrored
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        idx, mirrored = self._unmirrored(idx)
         if self.mapped is not None:
             # One host sync per batch on a GPU: the rows come from disk through the CPU anyway.
             x = torch.from_numpy(self.mapped.rows(idx.cpu().numpy())).to(idx.device)
         else:
             x = self.data.index_select(0, idx)  # 12x faster than data[idx] for a uint8 batch on CPU
+        if mirrored is not None:
+            x = torch.where(mirrored.view(-1, 1, 1, 1), x.flip(-1), x)
         if not self.is_image:
             return x
         lo, hi = self.range
@@ -113,7 +126,8 @@ class Dataset:
         """The class indices of the samples `idx`, on the device of `idx`."""
         if self.labels is None:
             raise RuntimeError(f"dataset {self.name} was loaded without labels: load_dataset(..., labels=True)")
-        return self.labels.index_select(0, idx.to(self.labels.device)).to(idx.device)
+        rows, _ = self._unmirrored(idx)
+        return self.labels.index_select(0, rows.to(self.labels.device)).to(idx.device)
 
 
 def data_root(cfg: DatasetConfig) -> Path:
@@ -551,7 +565,7 @@ def dataset_size(cfg: DatasetConfig) -> int:
 
     For dataset=folder this decodes the folder into its cache when no cache matches it yet.
     """
-    return info(cfg).size(cfg)
+    return info(cfg).size(cfg) * (2 if cfg.xflip else 1)
 
 
 def has_labels(cfg: DatasetConfig) -> bool:
@@ -580,7 +594,7 @@ def load_dataset(cfg: DatasetConfig, device: torch.device, seed: int = 0, labels
         array, y, classes = info(cfg).load(cfg, seed), None, None
     data = torch.from_numpy(np.array(array, copy=True)).to(device)  # frombuffer arrays are read-only
     label_tensor = None if y is None else torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
-    return Dataset(cfg.name, data, value_range, label_tensor, classes)
+    return Dataset(cfg.name, data, value_range, label_tensor, classes, xflip=cfg.xflip)
 
 
 def _load_folder_dataset(
@@ -600,7 +614,7 @@ def _load_folder_dataset(
             # The map is read-only and nothing writes to a dataset; torch only warns that it could.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             data = torch.from_numpy(mapped.array)
-        return Dataset(cfg.name, data, value_range, y, classes, mapped)
+        return Dataset(cfg.name, data, value_range, y, classes, mapped, xflip=cfg.xflip)
     log.info(f"dataset=folder: the {mb} pack is loaded onto {device}: {why}")
     if device.type == "cuda":
         # Copied through the map in slices: the host never holds a second whole copy.
@@ -611,7 +625,7 @@ def _load_folder_dataset(
             data[a : a + step].copy_(torch.from_numpy(np.array(source[a : a + step])))
     else:
         data = torch.from_numpy(packed.load()).to(device)
-    return Dataset(cfg.name, data, value_range, y, classes)
+    return Dataset(cfg.name, data, value_range, y, classes, xflip=cfg.xflip)
 
 
 def available_ram() -> int:

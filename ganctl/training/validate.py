@@ -260,6 +260,8 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             "false for this dataset (no class labels); conditional GANs train on mnist, fashion_mnist, svhn, "
             "cifar10, or dataset=folder with dataset.labels=subfolders",
         )
+    if d.xflip and kind != IMAGES:
+        bad("dataset.xflip", True, f"false for dataset={d.name} (mirroring doubles a set of images)")
     if t.augment and kind != IMAGES:
         bad("trainer.augment", list(t.augment), f"[] for dataset={d.name} (augmentation transforms images)")
     if m.arch == "dcgan" and kind != IMAGES:

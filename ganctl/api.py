@@ -99,6 +99,10 @@ class Generator:
         """
         if n < 1:
             raise ConfigError(f"n={n} is invalid; accepted: a number of samples >= 1")
+        if truncation is not None and not truncation > 0:
+            raise ConfigError(f"truncation={truncation} is invalid; accepted: a number > 0, or None")
+        if truncation is not None and self.cfg.model.latent != "normal":
+            raise ConfigError("truncation applies to Gaussian latents; this model was trained on uniform ones")
         labels = asked_labels(self.loaded, n, class_)
         return generate(self.loaded.G, seeded(n, self.cfg.model, seed, truncation), 500, labels=labels)
 

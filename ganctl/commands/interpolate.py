@@ -124,10 +124,14 @@ def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
             )
         return z[index].unsqueeze(0), f"rows {', '.join(map(str, index))} of {args.from_file}"
     if args.from_seed is not None:
-        a, b = seeded(1, cfg.model, args.from_seed), seeded(1, cfg.model, args.to_seed)
+        a, b = (
+            seeded(1, cfg.model, args.from_seed, args.truncation),
+            seeded(1, cfg.model, args.to_seed, args.truncation),
+        )
         return torch.stack([a[0], b[0]]).unsqueeze(0), f"seed {args.from_seed} -> seed {args.to_seed}"
-    z = seeded(args.rows * m, cfg.model, args.seed)
-    return z.view(args.rows, m, -1), f"random points, seed {args.seed}"
+    z = seeded(args.rows * m, cfg.model, args.seed, args.truncation)
+    truncated = "" if args.truncation is None else f", truncation {args.truncation:g}"
+    return z.view(args.rows, m, -1), f"random points, seed {args.seed}{truncated}"
 
 
 def check_args(args) -> None:
@@ -155,6 +159,12 @@ def check_args(args) -> None:
         raise ConfigError(
             f"--from-seed {args.from_seed} --to-seed {args.to_seed} is one latent, no path; "
             "accepted: two different seeds"
+        )
+    options.check_truncation(args)
+    if args.truncation is not None and args.from_file is not None:
+        raise ConfigError(
+            "--truncation redraws random latents and --from gives the latents; accepted: one of them "
+            "(ganctl sample --truncation T --save-latents z.pt draws truncated ones to walk between)"
         )
     if args.from_seed is not None and args.waypoints is not None:
         raise ConfigError(
@@ -268,6 +278,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--zoom", type=int, default=1, help="enlarge pictures by this integer factor, nearest pixel (default 1)"
     )
+    options.add_truncation(p)
     options.add_batch_size(p, "latents through G at once (default 500)")
     options.add_device(p)
     add_class_option(p, "row r draws class r")
@@ -287,6 +298,7 @@ def main(argv: list[str]) -> None:
         )
     claim_output(out, args.force)
     model = options.load_model(args)
+    options.check_truncation(args, model)
     if not kinds.of(model.cfg.dataset).walks and kind != ".pt":
         # Pictures exist for images and the 1-D Gaussian's value plot; a 2-D walk is raw points.
         raise ConfigError(

@@ -46,6 +46,27 @@ def add_class_option(p: ArgumentParser, default: str) -> None:
     )
 
 
+def add_truncation(p: ArgumentParser) -> None:
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="T",
+        help="redraw Gaussian latent entries with |z| > T (the truncation trick: less variety, each sample "
+        "closer to the typical one)",
+    )
+
+
+def check_truncation(args, model: LoadedGenerator | None = None) -> None:
+    """--truncation is a number > 0 (checked before a model loads) for Gaussian latents (once one has)."""
+    if args.truncation is None:
+        return
+    if not args.truncation > 0:
+        raise ConfigError(f"--truncation {args.truncation} is invalid; accepted: a number > 0")
+    if model is not None and model.cfg.model.latent != "normal":
+        raise ConfigError("--truncation applies to Gaussian latents; this model was trained on uniform ones")
+
+
 def at_least(flag: str, value: int | None, low: int, what: str = "an integer") -> None:
     """`flag value is invalid; accepted: <what> >= low` unless value >= low (None: not given)."""
     if value is not None and value < low:

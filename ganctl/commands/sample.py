@@ -29,12 +29,7 @@ def build_parser() -> ArgumentParser:
     options.add_batch_size(p, "samples generated at once (default 500)")
     options.add_device(p)
     p.add_argument("--nrow", type=int, default=None, help="images per row of a .png grid (default sqrt(n))")
-    p.add_argument(
-        "--truncation",
-        type=float,
-        default=None,
-        help="redraw Gaussian latent entries with |z| > T (the truncation trick)",
-    )
+    options.add_truncation(p)
     p.add_argument(
         "--save-latents", default=None, metavar="Z.pt", help="also save the latents, e.g. for ganctl interpolate --from"
     )
@@ -48,8 +43,7 @@ def check_args(args) -> None:
     options.at_least("-n", args.n, 1, "a number of samples")
     options.at_least("--batch-size", args.batch_size, 1)
     options.at_least("--nrow", args.nrow, 1)
-    if args.truncation is not None and not args.truncation > 0:
-        raise ConfigError(f"--truncation {args.truncation} is invalid; accepted: a number > 0")
+    options.check_truncation(args)
 
 
 def main(argv: list[str]) -> None:
@@ -63,8 +57,7 @@ def main(argv: list[str]) -> None:
         raise ConfigError(
             f"-o {out}: unknown output type {out_kind!r} for this model; accepted: {', '.join(kind.outputs)}"
         )
-    if args.truncation is not None and model.cfg.model.latent != "normal":
-        raise ConfigError("--truncation applies to Gaussian latents; this model was trained on uniform ones")
+    options.check_truncation(args, model)
     labels = options.asked_labels(model, args.n, args.class_)
     if labels is not None and args.class_ is None and args.nrow is None:
         args.nrow = class_columns(args.n, len(model.classes))

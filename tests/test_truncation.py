@@ -52,3 +52,22 @@ def test_api_sample_truncates_and_refuses_what_it_cannot(mnist_run):
         G.sample(8, truncation=0)
     with pytest.raises(ConfigError, match="applies to Gaussian latents"):
         ganctl.load(FIXTURES / "v1_gaussian1d.pt").sample(8, truncation=1.0)
+
+
+def test_eval_scores_truncated_samples(mnist_run, tmp_path):
+    """`ganctl eval --truncation T` scores the samples `sample --truncation T` draws, and says so."""
+    import json
+
+    import numpy as np
+
+    from ganctl.commands import evaluate
+
+    args = [str(mnist_run), "-n", "200", "--pr-samples", "100", "--device", "cpu"]
+    evaluate.main([*args, "--truncation", "0.5", "-o", str(tmp_path / "t.json")])
+    evaluate.main([*args, "-o", str(tmp_path / "f.json")])
+    truncated, free = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "tf")
+    assert (truncated["truncation"], free["truncation"]) == (0.5, None)
+    assert truncated["metrics"]["fd"] != free["metrics"]["fd"]
+    np.savez(tmp_path / "s.npz", np.zeros((4, 28, 28), dtype=np.uint8))
+    with pytest.raises(ConfigError, match="--truncation draws latents"):
+        evaluate.main([str(tmp_path / "s.npz"), "--dataset", "mnist", "--truncation", "1"])

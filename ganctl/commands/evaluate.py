@@ -74,6 +74,7 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--nn-rows", type=int, default=8, help="samples on the --nn sheet, one row each (default 8)")
     p.add_argument("--nn-k", type=int, default=5, help="nearest real images shown per sample (default 5)")
+    options.add_truncation(p)
     p.add_argument(
         "--pr-samples",
         type=int,
@@ -230,7 +231,7 @@ def asked_classes(model, n: int) -> torch.Tensor | None:
 def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path: Path) -> None:
     """--nn: `args.nn_rows` samples, each beside its `args.nn_k` nearest real images, as one PNG."""
     if x is None:
-        z = seeded(args.nn_rows, model.cfg.model, args.seed)
+        z = seeded(args.nn_rows, model.cfg.model, args.seed, args.truncation)
         to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
         x = generate(model.G, z, args.batch_size, convert=to_pixels, labels=asked_classes(model, args.nn_rows))
     samples = x[: args.nn_rows]
@@ -264,6 +265,7 @@ def check_args(args) -> None:
         raise ConfigError(f"--pr-samples {args.pr_samples} is invalid; accepted: an integer > {PR_K}")
     options.at_least("--nn-rows", args.nn_rows, 1)
     options.at_least("--nn-k", args.nn_k, 1)
+    options.check_truncation(args)
     if args.nn and args.output is not None and Path(args.output).suffix.lower() != ".png":
         raise ConfigError(f"-o {args.output}: --nn draws a picture; accepted: -o FILE.png")
     if args.features == "inception" and not args.nn:
@@ -302,7 +304,7 @@ def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenera
 
 def score_points(args, model: LoadedGenerator, dcfg: DatasetConfig, report: dict) -> str:
     """The 1-D Gaussian's or a mixture's scores of args.n samples, by the dataset's kind."""
-    values = generate(model.G, seeded(args.n, model.cfg.model, args.seed), args.batch_size)
+    values = generate(model.G, seeded(args.n, model.cfg.model, args.seed, args.truncation), args.batch_size)
     target, result, line = kinds.of(dcfg).score(values, dcfg)
     report.update(n=args.n, target=target, metrics=result)
     return line
@@ -312,7 +314,7 @@ def score_images(args, x, model, dcfg: DatasetConfig, device: torch.device, repo
     """FD, classifier score, precision/recall (or Inception FID) of the samples (drawn when x is None)."""
     labels = None
     if x is None:
-        z = seeded(args.n, model.cfg.model, args.seed)
+        z = seeded(args.n, model.cfg.model, args.seed, args.truncation)
         labels = asked_classes(model, args.n)
         to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
         x = generate(model.G, z, args.batch_size, progress=True, convert=to_pixels, labels=labels)
@@ -351,12 +353,17 @@ def main(argv: list[str]) -> None:
     target = Path(args.target)
     report: dict = {"source": str(target), "seed": args.seed}
     if target.suffix.lower() == ".npz":
+        if args.truncation is not None:
+            raise ConfigError(
+                f"--truncation draws latents, and {target} holds samples; accepted: a checkpoint or run folder"
+            )
         (x, dcfg), model, source = npz_target(args, target), None, target
         report.update(kind="npz")
     else:
         model, dcfg, step = model_target(args, target, device)
+        options.check_truncation(args, model)
         x, source = None, model.path
-        report.update(kind="checkpoint", step=step, ema=model.ema)
+        report.update(kind="checkpoint", step=step, ema=model.ema, truncation=args.truncation)
     report.update(dataset=dcfg.name, split=dcfg.split)
     pixels = kinds.of(dcfg).pixels
     if args.nn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -36,8 +37,6 @@ def _leave_process_group() -> None:
     (a native thread of the process group still joinable at static destruction): torchrun then
     reports the whole run failed. Spawned workers (trainer.devices=N) leave the same way.
     """
-    import os
-
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return
@@ -47,7 +46,39 @@ def _leave_process_group() -> None:
     os._exit(0)
 
 
+def _exit_now() -> None:
+    """End a finished command without the interpreter's own teardown.
+
+    With torch loaded, Python's exit (tearing down thousands of modules and torch's static state)
+    took 0.6 s on a 2-core Xeon, more than half of what a 1-step `ganctl train` adds to
+    PyTorch's floor (docs/BENCHMARKS.md). By now every file ganctl writes is complete (atomic
+    writes, closed logs), so only the log handlers and the standard streams are flushed first.
+    """
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to deliver
+            pass
+    os._exit(0)
+
+
+def _may_exit_now(args: list[str]) -> bool:
+    """A command line run that started no helper processes: a sweep's launcher (joblib, submitit)
+    and torch.compile's compile workers clean up in their exit handlers, so those exit normally."""
+    if any(a in ("-m", "--multirun") for a in args):
+        return False
+    if "torch._inductor.compile_worker.subproc_pool" in sys.modules:
+        return False
+    multiprocessing = sys.modules.get("multiprocessing")  # unimported: it started no process
+    return multiprocessing is None or not multiprocessing.active_children()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """`ganctl ARGS`; called with no argv (the console script, python -m ganctl) a finished
+    command exits at once, while a caller that passes argv gets control back."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
@@ -92,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
     except GanctlError as err:
         fail(err)
+    if argv is None and _may_exit_now(args):
+        _exit_now()
 
 
 if __name__ == "__main__":

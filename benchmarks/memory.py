@@ -146,6 +146,7 @@ def folder_main(args, device: str) -> None:
             f"dataset.resolution={SIDE}",
             "model=dcgan",
             "model.width=16",
+            "loss=bce",  # as measured before image data got the recipe's hinge loss and R1
             "optim=adam",
             "trainer=default",  # the root config's trainer is the 1-D Gaussian's: 20 D and 20 G updates a step
             "trainer.batch_size=64",

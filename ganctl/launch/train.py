@@ -16,6 +16,7 @@ from ganctl.errors import ConfigError
 from ganctl.launch import compose
 from ganctl.launch.folders import check_output_folder, claim_run_folder, claim_sweep_folder, main_process
 from ganctl.launch.overrides import NO_JOB_FLAGS, as_override, resume_target, take_overwrite
+from ganctl.launch.recipe import image_recipe
 from ganctl.launch.resume import Resume, config_overrides, locate_resume, resume_config
 from ganctl.launch.task import TrainTask
 
@@ -57,6 +58,8 @@ def _check_run(cfg, new_folder: str | None = None) -> None:
 def train_main(args: list[str]) -> None:
     """Run `ganctl train ARGS` (Hydra's overrides and flags, plus ganctl's overwrite=)."""
     args, overwrite = take_overwrite(args)
+    # Image data without an experiment: the modern recipe, in front so that the user's words win.
+    args = [*image_recipe([a for a in args if not a.startswith("-")]), *args]
     command = Command(args, overwrite)
     compose.check_group_options(command.overrides)
     target = resume_target(command.overrides)

@@ -113,13 +113,6 @@ class Points(Kind):
             atomic_write(out, lambda f: torch.save(x, f))
 
 
-def moments(values: np.ndarray) -> dict[str, float]:
-    v = values.astype(np.float64).ravel()
-    mean, std = v.mean(), v.std()
-    z = (v - mean) / std if std > 0 else np.zeros_like(v)
-    return {"mean": mean, "std": std, "skewness": (z**3).mean(), "kurtosis": (z**4).mean() - 3.0}
-
-
 class Points1D(Points):
     """Values of a 1-D Gaussian (setup 002): a histogram against the target, W1 and KS scores."""
 
@@ -139,7 +132,7 @@ class Points1D(Points):
         return x.numpy()
 
     def summary(self, x: torch.Tensor, d: DatasetConfig) -> str | None:
-        stats = moments(x.numpy())
+        stats = metrics.moments(x.numpy())
         return "  ".join(f"{k} {v:.4f}" for k, v in stats.items()) + f"  (target mean {d.mean:g}, std {d.std:g})"
 
     def score(self, x: torch.Tensor, d: DatasetConfig) -> tuple[dict, dict, str]:

@@ -108,22 +108,25 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int 
     }
 
 
+def moments(values: np.ndarray) -> dict[str, float]:
+    """Mean, std, skewness and excess kurtosis (0 for a Gaussian) of 1-D samples."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    m, s = v.mean(), v.std()
+    z = (v - m) / s if s > 0 else np.zeros_like(v)
+    return {"mean": float(m), "std": float(s), "skewness": float((z**3).mean()), "kurtosis": float((z**4).mean() - 3.0)}
+
+
 def gaussian1d_stats(values: np.ndarray, mean: float, std: float) -> dict:
     """Moments of 1-D samples and their distance to the target N(mean, std)."""
     from scipy import stats
 
     v = np.asarray(values, dtype=np.float64).ravel()
-    m, s = v.mean(), v.std()
-    z = (v - m) / s if s > 0 else np.zeros_like(v)
     ks = stats.kstest(v, stats.norm(loc=mean, scale=std).cdf)
     # W1 against the target's n midpoint quantiles: the empirical-vs-normal distance without
     # sampling noise from a second random draw (it converges to the exact W1 as n grows).
     quantiles = stats.norm.ppf((np.arange(v.size) + 0.5) / v.size, loc=mean, scale=std)
     return {
-        "mean": float(m),
-        "std": float(s),
-        "skewness": float((z**3).mean()),
-        "kurtosis": float((z**4).mean() - 3.0),  # excess kurtosis: 0 for a Gaussian
+        **moments(v),
         "ks_statistic": float(ks.statistic),
         "ks_pvalue": float(ks.pvalue),
         "wasserstein1": float(stats.wasserstein_distance(v, quantiles)),

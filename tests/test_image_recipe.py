@@ -44,7 +44,7 @@ def test_the_readme_folder_command_trains(tmp_path):
     (tmp_path / "imgs").mkdir()
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-    proc = run_cli(
+    command = [
         "train",
         "dataset=folder",
         f"dataset.path={tmp_path / 'imgs'}",
@@ -54,8 +54,14 @@ def test_the_readme_folder_command_trains(tmp_path):
         "trainer.batch_size=4",
         "trainer.progress=false",
         "trainer.device=cpu",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
+    ]
+    proc = run_cli(*command, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
     assert "- model=dcgan" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+    # The same command with resume= (as a requeued job runs it) gets the same recipe: only the
+    # key it changes differs from the checkpoint's config.
+    longer = [a if a != "trainer.steps=2" else "trainer.steps=3" for a in command]
+    proc = run_cli(*longer, f"resume={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "changed: trainer.steps: 2 -> 3" in proc.stdout, proc.stdout

@@ -59,8 +59,9 @@ def train_main(args: list[str]) -> None:
     """Run `ganctl train ARGS` (Hydra's overrides and flags, plus ganctl's overwrite=)."""
     args, overwrite = take_overwrite(args)
     # Image data without an experiment: the modern recipe, in front so that the user's words win.
-    args = [*image_recipe([a for a in args if not a.startswith("-")]), *args]
     command = Command(args, overwrite)
+    command = Command([*image_recipe(command.overrides), *args], overwrite)
+    args = command.args
     compose.check_group_options(command.overrides)
     target = resume_target(command.overrides)
     if overwrite and target is not None:

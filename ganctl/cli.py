@@ -24,6 +24,8 @@ commands:
   eval         score samples against real data   ganctl eval RUN_DIR
   report       a run's pictures, a sweep's table ganctl report RUN_DIR (or multirun/DATE/TIME)
   inspect      show what a checkpoint holds      ganctl inspect RUN_DIR [--json]
+  export       G as a TorchScript or ONNX file   ganctl export RUN_DIR --format onnx -o G.onnx
+  serve        a local page to explore G         ganctl serve RUN_DIR [--port 8000]
 
 `ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others;
 `ganctl --version` the version.
@@ -117,9 +119,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             from ganctl.commands.inspect import main as inspect_main
 
             inspect_main(rest)
+        elif command == "export":
+            from ganctl.commands.export import main as export_main
+
+            export_main(rest)
+        elif command == "serve":
+            from ganctl.commands.serve import main as serve_main
+
+            serve_main(rest)
         else:
             raise ConfigError(
-                f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report, inspect"
+                f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report, inspect, export, serve"
             )
     except GanctlError as err:
         fail(err)

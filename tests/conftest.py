@@ -110,6 +110,26 @@ def mnist_run(mnist_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(mnist_root, tmp_path_factory):
+    """tiny_run(*overrides): a run trained 4 steps on the MNIST test split with these overrides
+    (e.g. "+experiment=mnist_best", "model.width=8"), trained once per session and overrides."""
+    from ganctl.commands.train import run
+
+    done: dict[tuple[str, ...], Path] = {}
+
+    def trained(*overrides: str) -> Path:
+        if overrides not in done:
+            folder = tmp_path_factory.mktemp("tiny_run") / "run"
+            common = [f"dataset.root={mnist_root}", "dataset.split=test", "trainer.num_samples=16"]
+            steps = ["trainer.steps=4", "trainer.log_every=2", "trainer.progress=false", "trainer.device=cpu"]
+            run(compose(*overrides, *common, *steps), folder)
+            done[overrides] = folder
+        return done[overrides]
+
+    return trained
+
+
+@pytest.fixture(scope="session")
 def fashion_root(tmp_path_factory) -> Path:
     """A root holding both Fashion-MNIST splits (60,000 + 10,000), real (Debian's package) or generated."""
     return idx_root("FashionMNIST", {"train": 60_000, "test": 10_000}, tmp_path_factory)

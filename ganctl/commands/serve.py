@@ -114,9 +114,19 @@ class Explorer:
             "pixels": pixels,
             "classes": m.classes,
             "truncation": m.cfg.model.latent == "normal",
-            "n": DEFAULT_N[pixels],
-            "n_choices": [1, 16, 64, 256] if pixels else [500, 2_000, 20_000],
+            **self.sizes(),
         }
+
+    def sizes(self) -> dict:
+        """The page's sample counts: a conditional grid's come in whole rows of classes."""
+        pixels, classes = self.kind.pixels, self.model.classes
+        if not pixels:
+            return {"n": DEFAULT_N[False], "n_choices": [500, 2_000, 20_000]}
+        if classes is None:
+            return {"n": DEFAULT_N[True], "n_choices": [1, 16, 64, 256]}
+        k = len(classes)
+        choices = [1, *(m * k for m in (1, 4, 8, 16) if m * k <= MAX_N[True])]
+        return {"n": choices[-2] if len(choices) > 3 else choices[-1], "n_choices": choices}
 
     def parse(self, query: dict[str, list[str]]) -> Request:
         unknown = sorted(set(query) - set(PARAMS))
@@ -275,7 +285,7 @@ def main(argv: list[str]) -> None:
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ganctl serve</title>
+<html lang="en"><head><meta charset="utf-8"><title>ganctl serve</title><link rel="icon" href="data:,">
 <style>
 body{font:14px system-ui,sans-serif;margin:1.2em;color:#222}
 #controls{display:grid;grid-template-columns:max-content 1fr;gap:.45em 1em;max-width:34em;align-items:center}
@@ -334,7 +344,10 @@ $("picture").onload = () => {
 };
 $("picture").onerror = () => fetch($("picture").src).then((r) => r.text()).then((t) => $("error").textContent = t);
 $("random").onclick = () => { $("seed").value = Math.floor(Math.random() * 1e6); update(); };
-for (const id of ["seed", "n", "class", "truncate", "truncation", "to", "t"]) $(id).addEventListener("input", update);
+for (const id of ["seed", "n", "class", "truncate", "truncation", "to", "t"]) {
+  $(id).addEventListener("input", update);
+  $(id).addEventListener("change", update);  // a select set by a script fires only this one
+}
 update();
 </script></body></html>
 """

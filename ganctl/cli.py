@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             serve_main(rest)
         else:
             raise ConfigError(
-                f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report, inspect, export, serve"
+                f"unknown command {command!r}; accepted: "
+                "train, sample, interpolate, eval, report, inspect, export, serve"
             )
     except GanctlError as err:
         fail(err)

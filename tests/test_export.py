@@ -131,7 +131,9 @@ def test_bad_format_missing_run_existing_output_and_missing_extra_are_one_line(t
     with pytest.raises(CheckpointError, match="is not a readable ganctl checkpoint"):
         export.main([str(tmp_path / "G.pt"), "--format", "torchscript", "-o", str(tmp_path / "H.pt")])
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
-    with pytest.raises(ConfigError, match=r"onnxruntime is missing\); install them with: pip install 'ganctl\[export\]'"):
+    with pytest.raises(
+        ConfigError, match=r"onnxruntime is missing\); install them with: pip install 'ganctl\[export\]'"
+    ):
         export.main([run_dir, "--format", "onnx", "-o", str(tmp_path / "G.onnx")])
     assert not (tmp_path / "G.onnx").exists()
 
@@ -156,7 +158,9 @@ def test_readme_snippet_loads_without_ganctl(tiny_run, tmp_path):
     snippet = readme.split("<!-- export-snippet -->")[1].split("```python")[1].split("```")[0]
     script = tmp_path / "use.py"
     script.write_text(NO_GANCTL + snippet)
-    done = subprocess.run([sys.executable, "-I", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-I", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "(4, 1, 28, 28)" in done.stdout, done.stdout
 

@@ -180,8 +180,10 @@ def test_a_port_taken_by_another_program_is_one_line(tiny_run, capsys):
         with pytest.raises(SystemExit) as exc:
             main(["serve", str(tiny_run(*MLP)), "--port", str(port)])
     assert exc.value.code == 2
-    assert capsys.readouterr().err == f"ganctl: error: port {port} on 127.0.0.1 is in use; accepted: a free port " \
+    assert (
+        capsys.readouterr().err == f"ganctl: error: port {port} on 127.0.0.1 is in use; accepted: a free port "
         "(--port N, or --port 0 for any free one)\n"
+    )
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -207,8 +209,10 @@ def test_headless_chromium_shows_the_page_and_its_picture(conditional, tmp_path)
         assert width == 8 * 28 + 9 * 2  # the page's default for 10 classes: 80 samples, a row of 8 per class
         Select(driver.find_element("id", "class")).select_by_value("3")
         WebDriverWait(driver, 60).until(
-            lambda d: "class=3" in d.execute_script("return document.getElementById('picture').src")
-            and d.execute_script(loaded)
+            lambda d: (
+                "class=3" in d.execute_script("return document.getElementById('picture').src")
+                and d.execute_script(loaded)
+            )
         )
         assert "class=3" in driver.find_element("id", "save").get_attribute("href")
         shot = tmp_path / "serve.png"

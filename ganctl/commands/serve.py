@@ -289,7 +289,8 @@ PAGE = """<!doctype html>
 <style>
 body{font:14px system-ui,sans-serif;margin:1.2em;color:#222}
 #controls{display:grid;grid-template-columns:max-content 1fr;gap:.45em 1em;max-width:34em;align-items:center}
-#controls input[type=range]{width:100%}
+.row{display:flex;gap:.6em;align-items:center}
+.row input[type=range]{flex:1}
 #picture{margin-top:1em;image-rendering:pixelated;border:1px solid #ccc}
 #error{color:#b00}
 .muted{color:#777}
@@ -301,11 +302,11 @@ body{font:14px system-ui,sans-serif;margin:1.2em;color:#222}
 <label for="n">samples</label><select id="n"></select>
 <label for="class" class="cond">class</label><select id="class" class="cond"></select>
 <label class="trunc"><input id="truncate" type="checkbox"> truncation</label>
-<span class="trunc"><input id="truncation" type="range" min="0.05" max="2" step="0.05" value="1">
- <span id="truncation_value"></span></span>
+<span class="trunc row"><input id="truncation" type="range" min="0.05" max="2" step="0.05" value="1">
+<span id="truncation_value"></span></span>
 <label for="to">towards seed</label><input id="to" type="number" min="0" value="1" style="width:8em">
-<label for="t">interpolation</label><span><input id="t" type="range" min="0" max="1" step="0.02" value="0">
- <span id="t_value"></span></span>
+<label for="t">interpolation</label><span class="row"><input id="t" type="range" min="0" max="1" step="0.02"
+ value="0"><span id="t_value"></span></span>
 <span></span><span><a id="save" download="ganctl.png" href="#">save image</a></span>
 </div>
 <p id="error"></p>

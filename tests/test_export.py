@@ -96,6 +96,7 @@ def test_raw_generator_and_points_export(tmp_path):
     np.testing.assert_allclose(run(z), generate(model.G, z).numpy(), rtol=0, atol=ATOL)
 
 
+@pytest.mark.slow  # a Python started in a subprocess: 3-6 s of imports on the 2-core machine
 def test_cli_prints_the_one_line_summary_and_bad_input_exits_2(tiny_run, tmp_path):
     pytest.importorskip("onnxruntime")
     run_dir = tiny_run(*MODELS["conditional"])
@@ -148,6 +149,7 @@ def test_a_file_that_fails_the_check_is_not_written(tiny_run, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a Python started in a subprocess: 3-6 s of imports on the 2-core machine
 def test_readme_snippet_loads_without_ganctl(tiny_run, tmp_path):
     """README's loading example, run by a Python that cannot import ganctl (only torch, numpy, onnxruntime)."""
     pytest.importorskip("onnxruntime")

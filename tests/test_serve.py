@@ -133,6 +133,7 @@ def test_points_model_draws_its_plot_and_refuses_truncation():
         server.server_close()
 
 
+@pytest.mark.slow  # a Python started in a subprocess: 3-6 s of imports on the 2-core machine
 def test_cli_binds_loopback_and_a_port_in_use_is_one_line_exit_2(tiny_run):
     """The real `ganctl serve` on --port 0: it says where it listens (127.0.0.1 unless --host),
     draws a picture, and a second server on that port exits 2 in one line; Ctrl-C stops it."""
@@ -189,6 +190,7 @@ def test_a_port_taken_by_another_program_is_one_line(tiny_run, capsys):
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
+@pytest.mark.slow  # Chromium's start-up: 2-4 s
 def test_headless_chromium_shows_the_page_and_its_picture(conditional, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (CHROMIUM and CHROMEDRIVER):

@@ -223,10 +223,15 @@ def main(argv: list[str]) -> None:
         need_onnx()  # before the model loads: the missing extra is the first thing to say
     options.claim_output(out, args.force)
     model = options.load_model(args)
-    data, diff = export_bytes(model, args.format)
+    print(f"ganctl: wrote {out} ({write(model, out, args.format)})" + (" (EMA generator)" if model.ema else ""))
+
+
+def write(model: LoadedGenerator, out: Path, fmt: str) -> str:
+    """Export `model` to `out` once the file passed its check (for the command and the API);
+    returns the format, inputs, output and the check's difference in words."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is unknown; accepted: {', '.join(FORMATS)}")
+    data, diff = export_bytes(model, fmt)
     atomic_write(out, lambda f: f.write(data))
     sizes = ", ".join(map(str, CHECK_N))
-    print(
-        f"ganctl: wrote {out} ({args.format}; {signature(model)}; max |diff| vs PyTorch {diff:.2g} at N = {sizes})"
-        + (" (EMA generator)" if model.ema else "")
-    )
+    return f"{fmt}; {signature(model)}; max |diff| vs PyTorch {diff:.2g} at N = {sizes}"

@@ -21,6 +21,7 @@ commands:
   train        train a GAN from Hydra configs    ganctl train +experiment=mnist_bce
   sample       draw samples from a checkpoint    ganctl sample outputs/.../checkpoints/last.pt -o s.png
   interpolate  walk the latent space             ganctl interpolate RUN_DIR -o walk.gif
+  project      find the latents of real images   ganctl project RUN_DIR a.png b.jpg -o projected/
   eval         score samples against real data   ganctl eval RUN_DIR
   report       a run's pictures, a sweep's table ganctl report RUN_DIR (or multirun/DATE/TIME)
   inspect      show what a checkpoint holds      ganctl inspect RUN_DIR [--json]
@@ -105,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from ganctl.commands.interpolate import main as interpolate_main
 
             interpolate_main(rest)
+        elif command == "project":
+            from ganctl.commands.project import main as project_main
+
+            project_main(rest)
         elif command == "eval":
             from ganctl.commands.evaluate import main as eval_main
 
@@ -119,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             inspect_main(rest)
         else:
             raise ConfigError(
-                f"unknown command {command!r}; accepted: train, sample, interpolate, eval, report, inspect"
+                f"unknown command {command!r}; accepted: train, sample, interpolate, project, eval, report, inspect"
             )
     except GanctlError as err:
         fail(err)

@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, compose, run_cli
 from PIL import Image
 
 from ganctl import features, images
 from ganctl.commands import interpolate, project, sample
 from ganctl.errors import CheckpointError, ConfigError, DataError
 from ganctl.projection import psnr
+
+from conftest import TINY, compose, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,12 @@ def conditional_mlp(mnist_root, tmp_path_factory):
     from ganctl.commands.train import run
 
     run_dir = tmp_path_factory.mktemp("cond_mlp")
-    run(compose("+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "model.conditional=true", *TINY), run_dir)
+    run(
+        compose(
+            "+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", "model.conditional=true", *TINY
+        ),
+        run_dir,
+    )
     return run_dir
 
 
@@ -35,7 +41,10 @@ def small_dcgan(mnist_root, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("small_dcgan")
     short = ["trainer.steps=60", "trainer.log_every=60", "trainer.sample_every=1000", "model.width=8", "optim.lr=1e-3"]
-    run(compose("+experiment=mnist_best", f"dataset.root={mnist_root}", "dataset.split=test", *short, *TINY[2:]), run_dir)
+    run(
+        compose("+experiment=mnist_best", f"dataset.root={mnist_root}", "dataset.split=test", *short, *TINY[2:]),
+        run_dir,
+    )
     return run_dir
 
 
@@ -47,7 +56,20 @@ def run_dir(request, mnist_run, conditional_mlp):
 def drawn(run_dir, tmp_path, n: int = 2) -> list:
     """n images G drew (one PNG each, as a user would keep them) and their latents."""
     extra = ["--class", "3"] if run_dir.name.startswith("cond") else []
-    sample.main([str(run_dir), "-n", str(n), "--seed", "5", "-o", str(tmp_path / "drawn"), "--save-latents", str(tmp_path / "z.pt"), *extra])
+    sample.main(
+        [
+            str(run_dir),
+            "-n",
+            str(n),
+            "--seed",
+            "5",
+            "-o",
+            str(tmp_path / "drawn"),
+            "--save-latents",
+            str(tmp_path / "z.pt"),
+            *extra,
+        ]
+    )
     return sorted((tmp_path / "drawn").glob("*.png"))
 
 
@@ -93,7 +115,9 @@ def test_files_load_in_sample_and_interpolate(run_dir, tmp_path, capsys):
     project.main([str(run_dir), *map(str, paths), "-o", str(out), "--zoom", "2"])
     first = records(out)[0]
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["latents.pt", "projection.json"] + [f"{p.stem}{s}" for p in paths for s in (".npy", ".png", ".pt")])
+    assert names == sorted(
+        ["latents.pt", "projection.json"] + [f"{p.stem}{s}" for p in paths for s in (".npy", ".png", ".pt")]
+    )
     z = torch.load(out / first["latent"], weights_only=True)
     assert z.shape == (1, 64) and np.array_equal(np.load(out / f"{paths[0].stem}.npy"), z.numpy())
     assert torch.equal(torch.load(out / "latents.pt", weights_only=True)[0], z[0])
@@ -135,7 +159,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("args, error, needles", BAD, ids=["missing", "not an image", "folder", "none", "restarts", "class"])
+@pytest.mark.parametrize(
+    "args, error, needles", BAD, ids=["missing", "not an image", "folder", "none", "restarts", "class"]
+)
 def test_bad_input_is_one_line_and_writes_nothing(mnist_run, tmp_path, args, error, needles):
     (tmp_path / "text.png").write_text("not an image")
     Image.new("L", (28, 28)).save(tmp_path / "ok.png")

@@ -121,7 +121,9 @@ def projected_points(args, model: LoadedGenerator) -> tuple[torch.Tensor, str, i
 def check_images(args) -> None:
     """--from A.png --to B.png: two images to project, nothing that picks latents another way."""
     if args.to_file is None:
-        raise ConfigError(f"--from {args.from_file} is an image and needs --to B.png; accepted: --from A.png --to B.png")
+        raise ConfigError(
+            f"--from {args.from_file} is an image and needs --to B.png; accepted: --from A.png --to B.png"
+        )
     if args.index is not None or args.waypoints is not None:
         raise ConfigError("--index and --waypoints pick rows of a latent file; accepted: --from A.png --to B.png alone")
     project.check_projection_options(args, "--project-steps")

@@ -153,5 +153,3 @@ def main(argv: list[str]) -> None:
             f"-> {out / name}.pt, .npy, .png"
         )
     print(f"ganctl: wrote {len(records)} projections to {out}" + (" (EMA generator)" if model.ema else ""))
-
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Sequence
@@ -21,6 +22,7 @@ commands:
   train        train a GAN from Hydra configs    ganctl train +experiment=mnist_bce
   sample       draw samples from a checkpoint    ganctl sample outputs/.../checkpoints/last.pt -o s.png
   interpolate  walk the latent space             ganctl interpolate RUN_DIR -o walk.gif
+  project      find the latents of real images   ganctl project RUN_DIR a.png b.jpg -o projected/
   eval         score samples against real data   ganctl eval RUN_DIR
   report       a run's pictures, a sweep's table ganctl report RUN_DIR (or multirun/DATE/TIME)
   inspect      show what a checkpoint holds      ganctl inspect RUN_DIR [--json]
@@ -30,6 +32,20 @@ commands:
 `ganctl train --help` lists the config groups and options; `ganctl COMMAND --help` the others;
 `ganctl --version` the version.
 """
+
+
+# Each subcommand but train: its module in ganctl.commands, imported only when asked for, so
+# `ganctl sample` never pays for onnx or http.server.
+COMMANDS = {
+    "sample": "sample",
+    "interpolate": "interpolate",
+    "project": "project",
+    "eval": "evaluate",
+    "report": "report",
+    "inspect": "inspect",
+    "export": "export",
+    "serve": "serve",
+}
 
 
 def _leave_process_group() -> None:
@@ -99,39 +115,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             train_main(rest)
             _leave_process_group()
-        elif command == "sample":
-            from ganctl.commands.sample import main as sample_main
-
-            sample_main(rest)
-        elif command == "interpolate":
-            from ganctl.commands.interpolate import main as interpolate_main
-
-            interpolate_main(rest)
-        elif command == "eval":
-            from ganctl.commands.evaluate import main as eval_main
-
-            eval_main(rest)
-        elif command == "report":
-            from ganctl.commands.report import main as report_main
-
-            report_main(rest)
-        elif command == "inspect":
-            from ganctl.commands.inspect import main as inspect_main
-
-            inspect_main(rest)
-        elif command == "export":
-            from ganctl.commands.export import main as export_main
-
-            export_main(rest)
-        elif command == "serve":
-            from ganctl.commands.serve import main as serve_main
-
-            serve_main(rest)
+        elif command in COMMANDS:
+            importlib.import_module(f"ganctl.commands.{COMMANDS[command]}").main(rest)
         else:
-            raise ConfigError(
-                f"unknown command {command!r}; accepted: "
-                "train, sample, interpolate, eval, report, inspect, export, serve"
-            )
+            raise ConfigError(f"unknown command {command!r}; accepted: {', '.join(['train', *COMMANDS])}")
     except GanctlError as err:
         fail(err)
     if argv is None and _may_exit_now(args):

@@ -35,6 +35,7 @@ from ganctl.files import atomic_write, refused, remove_temporaries
 log = logging.getLogger("ganctl.data")
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+IMAGE_FILES = "PNG, JPEG, WebP, BMP or GIF files that Pillow can decode"
 ACCEPTED = "a folder of PNG, JPEG, WebP, BMP or GIF images (searched recursively)"
 CACHE_FORMAT = 1  # part of the key: a change in how pixels are made must not reuse old caches
 IMAGES, LABELS, MANIFEST = "images.npy", "labels.npy", "manifest.json"
@@ -418,6 +419,17 @@ def decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, bool, str]:
         reason = str(exc).replace(f"'{path}'", "").replace(path, "").strip(" :") or type(exc).__name__
         return None, False, reason.splitlines()[0][:120]
     return pixels, grey, ""
+
+
+def load_image(path: str, res: int, channels: int) -> np.ndarray:
+    """One file as a C x R x R uint8 array, converted exactly as dataset=folder packs it (DataError if unreadable)."""
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise DataError(f"image {path} {what}; accepted: {IMAGE_FILES}")
+    pixels, _, error = decode((path, res, "1" if channels == 1 else "3"))
+    if pixels is None:
+        raise DataError(f"image {path} cannot be read ({error}); accepted: {IMAGE_FILES}")
+    return np.ascontiguousarray(_rows(pixels, channels))
 
 
 def _flatten(img, want: str):

@@ -110,6 +110,12 @@ def to_uint8(x: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
     return ((x - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def from_uint8(x: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
+    """uint8 pixels -> floats in [lo, hi], the dataset's normalisation (Dataset.batch's, out of place)."""
+    lo, hi = value_range
+    return x.float() * ((hi - lo) / 255.0) + lo
+
+
 def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> Image.Image:
     """uint8 N x C x H x W -> one picture, `nrow` images per row, with a dark border."""
     images = images.cpu()

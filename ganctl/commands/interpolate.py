@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from ganctl import images, kinds
-from ganctl.commands import options
+from ganctl.commands import options, project
 from ganctl.commands.options import add_class_option, claim_output, output_kind
 from ganctl.config import RunConfig
 from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.files import atomic_write, write_folder
+from ganctl.folder import EXTENSIONS
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator
 
 MODES = ("slerp", "lerp")
 OUTPUTS = (".png", ".gif", ".pt", "folder")
-FROM_HINT = "accepted: an N x z_dim tensor saved by ganctl sample --save-latents z.pt"
 
 
 def default_mode(cfg: RunConfig) -> str:
@@ -81,36 +79,11 @@ def latent_path(points: torch.Tensor, steps: int, mode: str, closed: bool) -> tu
     return torch.cat(legs, dim=1), positions
 
 
-def load_latent_file(path: str, z_dim: int) -> torch.Tensor:
-    """The N x z_dim latents of `ganctl sample --save-latents`, checked, on the CPU."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--from {p} does not exist; {FROM_HINT}")
-    try:
-        z = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ConfigError(f"--from {p} is not a readable tensor file ({reason}); {FROM_HINT}") from None
-    if isinstance(z, torch.Tensor) and z.dim() == 1 and z_dim == 1:
-        z = z.unsqueeze(1)  # a plain list of scalar latents for a z_dim=1 model
-    if not isinstance(z, torch.Tensor):
-        raise ConfigError(f"--from {p} holds a {type(z).__name__}, not a latent tensor; {FROM_HINT}")
-    if z.dim() != 2 or not z.is_floating_point() or z.shape[1] != z_dim:
-        shape = " x ".join(map(str, z.shape)) or "scalar"
-        raise ConfigError(
-            f"--from {p} holds a {shape} {str(z.dtype).replace('torch.', '')} tensor but this "
-            f"generator takes N x {z_dim} float latents; {FROM_HINT}"
-        )
-    if not torch.isfinite(z).all():
-        raise ConfigError(f"--from {p} holds non-finite latents; {FROM_HINT}")
-    return z.float()
-
-
 def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
     """The path's points (R, M, z_dim) and a few words saying where they came from."""
     m = args.waypoints or 2
     if args.from_file is not None:
-        z = load_latent_file(args.from_file, cfg.model.z_dim)
+        z = options.load_latents(args.from_file, cfg.model.z_dim, "--from")
         if args.index is None and len(z) < m:
             raise ConfigError(
                 f"--from {args.from_file} holds {len(z)} latent(s) but the path needs {m}; "
@@ -132,6 +105,28 @@ def choose_points(args, cfg: RunConfig) -> tuple[torch.Tensor, str]:
     z = seeded(args.rows * m, cfg.model, args.seed, args.truncation)
     truncated = "" if args.truncation is None else f", truncation {args.truncation:g}"
     return z.view(args.rows, m, -1), f"random points, seed {args.seed}{truncated}"
+
+
+def projected_points(args, model: LoadedGenerator) -> tuple[torch.Tensor, str, int | None]:
+    """The latents of --from and --to images (1, 2, z_dim), where they came from, and their one class."""
+    targets = project.read_images([args.from_file, args.to_file], model)
+    found = project.project_images(
+        model, targets, args.class_, args.restarts, args.project_steps, args.seed, one_class=True
+    )
+    label = None if found.labels is None else int(found.labels[0])
+    origin = f"projections of {args.from_file} ({found.psnr[0]:.1f} dB) -> {args.to_file} ({found.psnr[1]:.1f} dB)"
+    return found.z.unsqueeze(0), origin + ("" if label is None else f", class {model.classes[label]}"), label
+
+
+def check_images(args) -> None:
+    """--from A.png --to B.png: two images to project, nothing that picks latents another way."""
+    if args.to_file is None:
+        raise ConfigError(
+            f"--from {args.from_file} is an image and needs --to B.png; accepted: --from A.png --to B.png"
+        )
+    if args.index is not None or args.waypoints is not None:
+        raise ConfigError("--index and --waypoints pick rows of a latent file; accepted: --from A.png --to B.png alone")
+    project.check_projection_options(args, "--project-steps")
 
 
 def check_args(args) -> None:
@@ -161,6 +156,10 @@ def check_args(args) -> None:
             "accepted: two different seeds"
         )
     options.check_truncation(args)
+    if args.from_file is not None and Path(args.from_file).suffix.lower() in EXTENSIONS:
+        check_images(args)
+    elif args.to_file is not None:
+        raise ConfigError(f"--to {args.to_file} goes with an image --from; accepted: --from A.png --to B.png")
     if args.truncation is not None and args.from_file is not None:
         raise ConfigError(
             "--truncation redraws random latents and --from gives the latents; accepted: one of them "
@@ -257,8 +256,10 @@ def build_parser() -> ArgumentParser:
         dest="from_file",
         default=None,
         metavar="Z.pt",
-        help="latents saved by ganctl sample --save-latents Z.pt; pick rows with --index",
+        help="latents saved by ganctl sample --save-latents Z.pt (pick rows with --index), or an image "
+        "A.png to project, with --to B.png",
     )
+    p.add_argument("--to", dest="to_file", default=None, metavar="B.png", help="the image to walk to from --from A.png")
     p.add_argument(
         "--index",
         type=int,
@@ -278,6 +279,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--zoom", type=int, default=1, help="enlarge pictures by this integer factor, nearest pixel (default 1)"
     )
+    project.add_projection_options(p, "--project-steps")
     options.add_truncation(p)
     options.add_batch_size(p, "latents through G at once (default 500)")
     options.add_device(p)
@@ -307,12 +309,16 @@ def main(argv: list[str]) -> None:
         )
     mode = args.mode or default_mode(model.cfg)
 
-    points, origin = choose_points(args, model.cfg)
+    label = None
+    if args.to_file is not None:
+        points, origin, label = projected_points(args, model)
+    else:
+        points, origin = choose_points(args, model.cfg)
     z, positions = latent_path(points, args.steps, mode, closed=args.waypoints is not None)
     rows, frames = z.shape[:2]
     labels = None
     if args.class_ is not None or model.classes is not None:
-        label = model.class_label(args.class_) if args.class_ is not None else None
+        label = model.class_label(args.class_) if args.class_ is not None else label
         # One class per row, held along the path: the walk moves through z only.
         row_labels = torch.full((rows,), label) if label is not None else torch.arange(rows) % len(model.classes)
         labels = row_labels.repeat_interleave(frames)

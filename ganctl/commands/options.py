@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -12,6 +14,9 @@ from ganctl.errors import ArgumentParser, ConfigError
 from ganctl.generation import class_labels
 from ganctl.training.checkpoint import LoadedGenerator, load_generator
 
+LATENTS_HINT = (
+    "accepted: an N x z_dim tensor saved by ganctl sample --save-latents z.pt or ganctl project (DIR/latents.pt)"
+)
 CHECKPOINT_HELP = "a .pt checkpoint, or a run folder (its checkpoints/last.pt)"
 
 
@@ -97,3 +102,28 @@ def claim_output(out: Path, force: bool) -> None:
         raise ConfigError(f"output {out} exists; pass --force to overwrite it")
     if not out.parent.is_dir():
         raise ConfigError(f"output folder {out.parent} does not exist; create it first")
+
+
+def load_latents(path: str, z_dim: int, flag: str) -> torch.Tensor:
+    """The N x z_dim latents of `ganctl sample --save-latents` or `ganctl project`, checked, on the CPU."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{flag} {p} does not exist; {LATENTS_HINT}")
+    try:
+        z = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{flag} {p} is not a readable tensor file ({reason}); {LATENTS_HINT}") from None
+    if isinstance(z, torch.Tensor) and z.dim() == 1 and z_dim == 1:
+        z = z.unsqueeze(1)  # a plain list of scalar latents for a z_dim=1 model
+    if not isinstance(z, torch.Tensor):
+        raise ConfigError(f"{flag} {p} holds a {type(z).__name__}, not a latent tensor; {LATENTS_HINT}")
+    if z.dim() != 2 or not z.is_floating_point() or z.shape[1] != z_dim:
+        shape = " x ".join(map(str, z.shape)) or "scalar"
+        raise ConfigError(
+            f"{flag} {p} holds a {shape} {str(z.dtype).replace('torch.', '')} tensor but this "
+            f"generator takes N x {z_dim} float latents; {LATENTS_HINT}"
+        )
+    if not torch.isfinite(z).all():
+        raise ConfigError(f"{flag} {p} holds non-finite latents; {LATENTS_HINT}")
+    return z.float()

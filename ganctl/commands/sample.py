@@ -16,7 +16,7 @@ from ganctl.generation import class_columns, generate, seeded
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="ganctl sample", description="Draw samples from a trained generator.")
     options.add_checkpoint(p)
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=int, default=None, help="number of samples (default 64)")
     p.add_argument(
         "-o",
         "--output",
@@ -33,6 +33,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--save-latents", default=None, metavar="Z.pt", help="also save the latents, e.g. for ganctl interpolate --from"
     )
+    p.add_argument(
+        "--latents",
+        default=None,
+        metavar="Z.pt",
+        help="draw G of these N x z_dim latents (from --save-latents or ganctl project) instead of random ones",
+    )
     options.add_class_option(p, "every class, each in whole grid rows")
     options.add_no_ema(p)
     options.add_force(p)
@@ -44,6 +50,9 @@ def check_args(args) -> None:
     options.at_least("--batch-size", args.batch_size, 1)
     options.at_least("--nrow", args.nrow, 1)
     options.check_truncation(args)
+    for flag, value in (("-n", args.n), ("--truncation", args.truncation)):
+        if args.latents is not None and value is not None:
+            raise ConfigError(f"--latents gives the latents and {flag} asks for random ones; accepted: one of them")
 
 
 def main(argv: list[str]) -> None:
@@ -58,6 +67,12 @@ def main(argv: list[str]) -> None:
             f"-o {out}: unknown output type {out_kind!r} for this model; accepted: {', '.join(kind.outputs)}"
         )
     options.check_truncation(args, model)
+    if args.latents is not None:
+        z = options.load_latents(args.latents, model.cfg.model.z_dim, "--latents")
+        args.n = len(z)
+    else:
+        args.n = args.n or 64
+        z = seeded(args.n, model.cfg.model, args.seed, args.truncation)
     labels = options.asked_labels(model, args.n, args.class_)
     if labels is not None and args.class_ is None and args.nrow is None:
         args.nrow = class_columns(args.n, len(model.classes))
@@ -65,7 +80,6 @@ def main(argv: list[str]) -> None:
     if args.save_latents:
         options.claim_output(Path(args.save_latents), args.force)
 
-    z = seeded(args.n, model.cfg.model, args.seed, args.truncation)
     to_pixels = None
     if kind.pixels and out_kind != ".pt":
         to_pixels = lambda batch: images.to_uint8(batch, model.cfg.dataset.range)  # noqa: E731

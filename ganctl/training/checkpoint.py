@@ -136,3 +136,16 @@ def load_generator(path: str | os.PathLike, device: torch.device, use_ema: bool 
         raise CheckpointError(f"{resolved}: generator does not match its recorded config ({reason})") from None
     classes = classes if cfg.model.conditional else None
     return LoadedGenerator(G.to(device).eval(), cfg, shape, resolved, ema, classes, ckpt.get("step"))
+
+
+def load_discriminator(model: LoadedGenerator) -> nn.Module:
+    """The discriminator saved with a loaded generator, on its device, in eval mode (for its features)."""
+    device = next(model.G.parameters()).device
+    ckpt = load(model.path, map_location=device)
+    try:
+        _, D = build_models(model.cfg.model, model.data_shape, len(ckpt.get("classes") or []))
+        D.load_state_dict(ckpt["D"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise CheckpointError(f"{model.path}: discriminator does not match its recorded config ({reason})") from None
+    return D.to(device).eval()

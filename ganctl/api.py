@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from PIL import Image
 
-from ganctl import kinds
+from ganctl import kinds, projection
 from ganctl.commands.options import asked_labels
 from ganctl.config import RunConfig
 from ganctl.devices import resolve_device
@@ -122,6 +123,33 @@ class Generator:
             nrow = class_columns(n, len(self.classes))
         kind = kinds.of(self.cfg.dataset)
         return kind.picture(x, self.cfg.dataset, kind.file_title(self.cfg.dataset, n), nrow=nrow)
+
+    def project(
+        self,
+        images: Sequence[str | os.PathLike] | torch.Tensor,
+        class_: int | str | None = None,
+        restarts: int = projection.RESTARTS,
+        steps: int = projection.STEPS,
+        seed: int = 0,
+    ) -> projection.Projected:
+        """The latents whose images best match `images` (files, read as `dataset=folder` reads them,
+        or an N x C x H x W tensor in the data's range), found as `ganctl project` finds them: the
+        result's `z`, `labels`, reconstructions `x`, `psnr` and `feature_distance`, one row per image."""
+        from ganctl.commands.project import project_images, read_images
+
+        if isinstance(images, torch.Tensor):
+            targets = images
+        else:
+            targets = read_images([os.fspath(p) for p in images], self.loaded)
+        return project_images(self.loaded, targets, class_, restarts, steps, seed)
+
+    def export(self, path: str | os.PathLike, format: str = "onnx") -> Path:
+        """Write this generator as `ganctl export --format FORMAT` does (torchscript or onnx), checked
+        against PyTorch on fixed latents before the file appears; returns the path."""
+        from ganctl.commands.export import write
+
+        write(self.loaded, Path(path), format)
+        return Path(path)
 
     def _repr_png_(self) -> bytes:  # Jupyter shows a Generator as a grid of 16
         import io

@@ -108,6 +108,8 @@ class OptimConfig:
 class TrainerConfig:
     steps: Optional[int] = None
     epochs: Optional[float] = None
+    # A time budget: a new run times its first updates and sets `steps` from it (training/budget.py)
+    minutes: Optional[float] = None
     batch_size: int = 64
     d_steps: int = 1
     g_steps: int = 1

@@ -70,6 +70,10 @@ class RunFolder:
         return self.path / ".hydra"
 
     @property
+    def hydra_config(self) -> Path:
+        return self.hydra / "config.yaml"
+
+    @property
     def error(self) -> Path:
         return self.path / "error.txt"
 

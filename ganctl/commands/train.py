@@ -16,7 +16,7 @@ from ganctl.commands.report import end_of_run
 from ganctl.config import RunConfig
 from ganctl.data import read_once
 from ganctl.errors import ConfigError, Diverged, Interrupted
-from ganctl.files import refused
+from ganctl.files import atomic_write, refused
 from ganctl.generation import class_columns, generate
 from ganctl.runfolder import RunFolder
 from ganctl.training import checkpoint, distributed
@@ -123,6 +123,8 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
     r = build(cfg, rank, resume)
     s, gan = r.state, r.gan
     run = make_folders(run_dir, rank)
+    if t.minutes is not None and resume is None and rank.is_main:
+        record_length(run, cfg)
     fields = metric_fields(cfg, r.evaluator.fields if r.evaluator else [])
     log = RunLog(run_dir, fields, r.steps, s.step, resume is not None, rank, t.progress, cfg)
     pending, row = PendingStats(), {}
@@ -201,6 +203,19 @@ def make_folders(run_dir: Path, rank: distributed.Rank) -> RunFolder:
             except OSError as exc:
                 raise refused(folder, exc, doing="create") from None
     return run
+
+
+def record_length(run: RunFolder, cfg: RunConfig) -> None:
+    """The trainer.steps that trainer.minutes chose, written into the run's .hydra/config.yaml too
+    (the checkpoints' config has it already), so the folder's config says how long the run is."""
+    from omegaconf import OmegaConf
+
+    if not run.hydra_config.is_file():  # a run started from Python, without Hydra's files
+        return
+    saved = OmegaConf.load(run.hydra_config)
+    saved.trainer.steps, saved.trainer.epochs = cfg.trainer.steps, None
+    text = OmegaConf.to_yaml(saved).encode()
+    atomic_write(run.hydra_config, lambda f: f.write(text))
 
 
 def summary(r: Run, run_dir: Path, row: dict, rate: float) -> dict:

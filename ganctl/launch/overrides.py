@@ -45,6 +45,27 @@ def resume_target(overrides: Sequence[str]) -> str | None:
     return None
 
 
+def last_values(overrides: Sequence[str]) -> dict[str, str]:
+    """The last value the command line gives each key or group (`+`/`~` prefixes dropped)."""
+    return {split[0]: split[1] for arg in overrides if (split := split_override(arg)) is not None}
+
+
+def given_values(overrides: Sequence[str], keys: Sequence[str]) -> dict[str, str]:
+    """The last value the command line gives each of `keys`, where it gives one other than null."""
+    return {k: v for k, v in last_values(overrides).items() if k in keys and v.strip().lower() not in ("null", "~", "")}
+
+
+def check_time_budget(overrides: Sequence[str]) -> None:
+    """trainer.minutes sets the run's length: not with an explicit trainer.steps or trainer.epochs."""
+    given = given_values(overrides, ("trainer.minutes", "trainer.steps", "trainer.epochs"))
+    length = [f"{k}={v}" for k, v in given.items() if k != "trainer.minutes"]
+    if "trainer.minutes" in given and length:
+        raise ConfigError(
+            f"trainer.minutes={given['trainer.minutes']} sets the run's length, and so does {' and '.join(length)}; "
+            "accepted: one of trainer.minutes, trainer.steps, trainer.epochs"
+        )
+
+
 def literal_override(args: Sequence[str], key: str) -> str | None:
     """The value of the last `key=VALUE` in args as Hydra reads it; None when absent or when only
     Hydra can resolve it (an interpolation)."""

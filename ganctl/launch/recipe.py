@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ganctl.launch.overrides import split_override
+from ganctl.launch.overrides import last_values
 
 # The recipe of conf/experiment/mnist_best.yaml (its comments give the reasons), by group.
 IMAGE_RECIPE: dict[str, tuple[str, list[str]]] = {
@@ -43,11 +43,6 @@ def r1_gamma(resolution: int) -> float:
     return round(4 * 2e-4 * resolution**2 / BATCH, 4)
 
 
-def _choices(overrides: Sequence[str]) -> dict[str, str]:
-    """The last value the command line gives each key or group (`+`/`~` prefixes dropped)."""
-    return {split[0]: split[1] for arg in overrides if (split := split_override(arg)) is not None}
-
-
 def _resolution(dataset: str, given: dict[str, str]) -> int | None:
     from ganctl.config import DatasetConfig
     from ganctl.data import info
@@ -66,7 +61,7 @@ def image_recipe(overrides: Sequence[str]) -> list[str]:
     (`dataset=NAME` of a dataset whose kind is images) and no experiment; else none."""
     from ganctl.data import DATASETS, IMAGES
 
-    given = _choices(overrides)
+    given = last_values(overrides)
     dataset = given.get("dataset")
     if "experiment" in given or dataset not in DATASETS or DATASETS[dataset].kind != IMAGES:
         return []

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from ganctl.errors import ConfigError, RunExists
 from ganctl.launch.compose import GROUPS, compose_run_config
-from ganctl.launch.overrides import as_override, literal_override, resume_target, split_override
+from ganctl.launch.overrides import as_override, given_values, literal_override, resume_target, split_override
 from ganctl.runfolder import RunFolder
 
 
@@ -49,9 +49,27 @@ def resume_config(ckpt: dict, overrides: Sequence[str], composed=None):
             OmegaConf.update(node, o.key_or_group, o.value(), merge=True)
         cfg = OmegaConf.to_object(node)  # type: ignore[assignment]
     cfg.resume = None
+    _keep_recorded_length(base, cfg, [o.input_line for o in parsed])
     before, after = flatten(to_dict(base)), flatten(to_dict(cfg))
     changed = [f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in after if after[k] != before.get(k)]
     return cfg, changed
+
+
+def _keep_recorded_length(base, cfg, overrides: list[str]) -> None:
+    """A run of trainer.minutes continues to the trainer.steps its checkpoint recorded (a command
+    composed in full would bring the recipe's steps back), unless the resume sets the length."""
+    t = cfg.trainer
+    if t.minutes is None or base.trainer.minutes is None:
+        return
+    given = given_values(overrides, ("trainer.minutes", "trainer.steps", "trainer.epochs"))
+    if "trainer.minutes" in given and t.minutes != base.trainer.minutes:
+        raise ConfigError(
+            f"trainer.minutes={given['trainer.minutes']}: a time budget sets a new run's length, and this run "
+            f"recorded trainer.steps={base.trainer.steps} from trainer.minutes={base.trainer.minutes:g}; "
+            "accepted: trainer.steps=K to end it elsewhere"
+        )
+    if "trainer.steps" not in given and "trainer.epochs" not in given:
+        t.steps, t.epochs = base.trainer.steps, base.trainer.epochs
 
 
 @dataclass
@@ -93,8 +111,12 @@ def _same_config(saved: dict, cfg) -> bool:
     from ganctl.config import flatten, to_dict, to_run_config
 
     a, b = flatten(to_dict(to_run_config(saved))), flatten(to_dict(cfg))
-    a.pop("resume", None)
-    b.pop("resume", None)
+    ignored = ["resume"]
+    if a.get("trainer.minutes") is not None:  # the length a time budget chose, in the checkpoint only
+        ignored += ["trainer.steps", "trainer.epochs"]
+    for key in ignored:
+        a.pop(key, None)
+        b.pop(key, None)
     return a == b
 
 

@@ -15,7 +15,7 @@ from ganctl import files
 from ganctl.errors import ConfigError
 from ganctl.launch import compose
 from ganctl.launch.folders import check_output_folder, claim_run_folder, claim_sweep_folder, main_process
-from ganctl.launch.overrides import NO_JOB_FLAGS, as_override, resume_target, take_overwrite
+from ganctl.launch.overrides import NO_JOB_FLAGS, as_override, check_time_budget, resume_target, take_overwrite
 from ganctl.launch.recipe import image_recipe
 from ganctl.launch.resume import Resume, config_overrides, locate_resume, resume_config
 from ganctl.launch.task import TrainTask
@@ -60,6 +60,7 @@ def train_main(args: list[str]) -> None:
     args, overwrite = take_overwrite(args)
     # Image data without an experiment: the modern recipe, in front so that the user's words win.
     command = Command(args, overwrite)
+    check_time_budget(command.overrides)  # what the user typed, not the recipe's trainer.steps
     command = Command([*image_recipe(command.overrides), *args], overwrite)
     args = command.args
     compose.check_group_options(command.overrides)

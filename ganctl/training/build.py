@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from ganctl.losses import for_run
 from ganctl.models import build_models, rows_independent
 from ganctl.optim import Schedule, build_optimizer
 from ganctl.training import fast_paths
+from ganctl.training.budget import steps_for_minutes
 from ganctl.training.distributed import Rank
 from ganctl.training.evaluator import Evaluator
 from ganctl.training.manual_step import ManualStep
@@ -75,6 +78,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     The order of random draws (data, initial weights, fixed latents) is the one checkpoints of
     every ganctl so far were written with, so a resume continues bit for bit.
     """
+    started = time.perf_counter()  # trainer.minutes counts from here
     t = cfg.trainer
     device = rank_device(cfg, rank)
     batch = t.batch_size // rank.world  # trainer.batch_size is the global batch: each replica draws its share
@@ -95,6 +99,13 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     saved = resume.get("fast_path") if resume is not None else None
     paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes, saved)
     fast_paths.apply(paths, G, D)
+    if t.minutes is not None and resume is None:
+        if rank.world > 1:  # torchrun's processes, which validation cannot see
+            raise ConfigError("trainer.minutes times one process's updates; accepted: one process, or trainer.steps")
+        step = timed_step(cfg, G, D, data, device, rank, batch, paths, n_classes)
+        steps = steps_for_minutes(cfg, started, step, device)
+        # Recorded in the config the checkpoints keep: a resume continues to the same end.
+        t.steps, t.epochs = steps, None
     opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
     opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = latents(kinds.of(cfg.dataset).picture_count(t.num_samples), cfg.model, device=device)
@@ -104,9 +115,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         per_class = math.ceil(t.num_samples / n_classes)
         fixed_z = latents(per_class * n_classes, cfg.model, device=device)
         fixed_y = torch.arange(n_classes, device=device).repeat_interleave(per_class)
-    ema = None
-    if t.ema is not None or t.ema_half_life is not None:
-        ema = EMA(G, t.ema, t.ema_half_life, t.ema_warmup, t.batch_size)
+    ema = make_ema(cfg, G)
     state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema, fixed_y, data.classes)
     state.fast_path = paths.as_dict(device)
     if resume is not None:
@@ -149,24 +158,7 @@ def choose_paths(
         )
 
     def trial(paths: fast_paths.Paths):
-        # One D and one G update on throwaway copies of G, D and their optimisers.
-        G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
-        fast_paths.apply(paths, G2, D2)
-        gan = make_step(
-            cfg,
-            G2,
-            D2,
-            build_optimizer(G2.parameters(), cfg.optim, "g", device),
-            build_optimizer(D2.parameters(), cfg.optim, "d", device),
-            device,
-            rank,
-            batch,
-            paths.backward,
-            n_classes,
-            paths.precision,
-        )
-        real = data.batch(torch.arange(batch, device=device))
-        labels = data.batch_labels(torch.arange(batch, device=device)) if cfg.model.conditional else None
+        gan, real, labels, _ = throwaway_step(cfg, G, D, data, device, rank, batch, paths, n_classes)
         return lambda: (gan.d_phase(real, labels), gan.g_phase())
 
     key = {
@@ -184,6 +176,76 @@ def choose_paths(
         # Under `ganctl train`, Hydra shows INFO records on the console and keeps them in train.log.
         log.info(reason)
     return paths
+
+
+def make_ema(cfg: RunConfig, G: nn.Module) -> EMA | None:
+    """G_ema as trainer.ema or trainer.ema_half_life asks, or None."""
+    t = cfg.trainer
+    if t.ema is None and t.ema_half_life is None:
+        return None
+    return EMA(G, t.ema, t.ema_half_life, t.ema_warmup, t.batch_size)
+
+
+def timed_step(
+    cfg: RunConfig,
+    G: nn.Module,
+    D: nn.Module,
+    data: Dataset,
+    device: torch.device,
+    rank: Rank,
+    batch: int,
+    paths: fast_paths.Paths,
+    n_classes: int = 0,
+) -> Callable[[], None]:
+    """One whole training step as the loop runs it (batches drawn, d_steps D and g_steps G updates,
+    the EMA), on throwaway copies: what trainer.minutes times."""
+    t = cfg.trainer
+    gan, _, _, G2 = throwaway_step(cfg, G, D, data, device, rank, batch, paths, n_classes)
+    sampler = BatchSampler(len(data), batch, device, epoch_batches=len(data) // t.batch_size)
+    ema = make_ema(cfg, G2)
+
+    def step() -> None:
+        for i in range(t.d_steps):
+            real, idx = data.next_batch(sampler)
+            gan.d_phase(real, data.batch_labels(idx) if n_classes else None, last=i == t.d_steps - 1)
+        for _ in range(t.g_steps):
+            gan.g_phase()
+            if ema is not None:
+                ema.update(G2)
+
+    return step
+
+
+def throwaway_step(
+    cfg: RunConfig,
+    G: nn.Module,
+    D: nn.Module,
+    data: Dataset,
+    device: torch.device,
+    rank: Rank,
+    batch: int,
+    paths: fast_paths.Paths,
+    n_classes: int = 0,
+) -> tuple[GANStep, torch.Tensor, torch.Tensor | None, nn.Module]:
+    """A GAN step on throwaway copies of G, D and their optimisers, one fixed real batch (and its
+    labels), and the copy of G: for timing updates without touching the run's own."""
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    fast_paths.apply(paths, G2, D2)
+    gan = make_step(
+        cfg,
+        G2,
+        D2,
+        build_optimizer(G2.parameters(), cfg.optim, "g", device),
+        build_optimizer(D2.parameters(), cfg.optim, "d", device),
+        device,
+        rank,
+        batch,
+        paths.backward,
+        n_classes,
+        paths.precision,
+    )
+    first = torch.arange(batch, device=device)
+    return gan, data.batch(first), data.batch_labels(first) if cfg.model.conditional else None, G2
 
 
 def make_step(

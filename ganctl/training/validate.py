@@ -119,8 +119,12 @@ def _range_problems(cfg: RunConfig) -> list[str]:
     for key, value in positive_ints.items():
         if value < 1:
             bad(key, value, "an integer >= 1")
-    if t.steps is None and t.epochs is None:
-        problems.append("trainer.steps and trainer.epochs are both null; set one of them")
+    if t.steps is None and t.epochs is None and t.minutes is None:
+        problems.append("trainer.steps, trainer.epochs and trainer.minutes are all null; set one of them")
+    if t.minutes is not None and not (t.minutes > 0 and math.isfinite(t.minutes)):
+        bad("trainer.minutes", t.minutes, "a number of minutes > 0 (or null to use trainer.steps or trainer.epochs)")
+    if t.minutes is not None and t.devices > 1:
+        bad("trainer.minutes", t.minutes, "null with trainer.devices > 1 (one process times the run's updates)")
     if t.steps is not None and t.steps < 1:
         bad("trainer.steps", t.steps, "an integer >= 1 (or null to use trainer.epochs)")
     if t.epochs is not None and not (t.epochs > 0 and math.isfinite(t.epochs)):

@@ -1,0 +1,61 @@
+"""trainer.minutes: a run's length from a time budget, decided before the run's first update.
+
+The learning-rate schedule is a function of the step and of the run's length, so the length must
+be known before the first real update. It is timed on throwaway copies of G, D and their
+optimisers (the fast-path timing's copies, training.build.throwaway_step), with the random
+streams forked, so the run that follows is exactly a run of trainer.steps=N: the same weights, bit
+for bit, and a resume continues it as any other (the checkpoint's config records N).
+
+The budget counts from the start of training (data loading and the fast-path timing included) to
+the last update; the command's start-up (interpreter, imports) and the end-of-run pictures come on
+top, a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable
+
+import torch
+
+from ganctl.config import RunConfig
+
+WARMUP = 3  # untimed steps first: first-call allocations, oneDNN primitive creation, torch.compile
+MIN_TIMED, MAX_TIMED = 5, 30  # timed steps, at least and at most
+TIMED_SHARE = 0.01  # the timing stops after this share of the budget, once MIN_TIMED steps are in
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def steps_for_minutes(cfg: RunConfig, started: float, step: Callable[[], object], device: torch.device) -> int:
+    """trainer.steps for a budget of trainer.minutes counted from `started` (time.perf_counter()),
+    from the time of `step()`, one whole throwaway training step; logs the choice in one line."""
+    budget = cfg.trainer.minutes * 60
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        t0 = time.perf_counter()
+        for _ in range(WARMUP):
+            step()
+        _sync(device)
+        t1 = time.perf_counter()
+        timed = 0
+        while timed < MIN_TIMED or (timed < MAX_TIMED and time.perf_counter() - t1 < TIMED_SHARE * budget):
+            step()
+            timed += 1
+            if timed >= MIN_TIMED:
+                _sync(device)
+        t2 = time.perf_counter()
+    per_step = (t2 - t1) / timed
+    # The real run's first steps pay the same one-off costs (allocations, compilation) again.
+    first_calls = max(0.0, (t1 - t0) - WARMUP * per_step)
+    left = budget - (t2 - started) - first_calls
+    steps = max(1, math.floor(left / per_step))
+    logging.getLogger("ganctl.budget").info(
+        f"trainer.minutes={cfg.trainer.minutes:g}: {per_step * 1e3:.2f} ms per step (timed over {timed} "
+        f"steps), {t2 - started:.1f} s of set-up; trainer.steps={steps}"
+    )
+    return steps

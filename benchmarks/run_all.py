@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--smoke] [--device D] [--threads N] [--data-root DIR] [--only NAME ...]
 
 Options other than --only are forwarded to every script. The summary line relates the scripts'
-numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, ganctl's ratio to the
+numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, mnist_best's as a fraction
+of its conv bound and its profile's largest buckets, ganctl's ratio to the
 reference loops of setups 001 (bce), 002 (g1d) and 003 (conv), and the CPU model and torch
 version. Exit status 1 if any script failed (the others still run).
 """
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_speed", "matmul_bound", "sample_speed", "memory", "startup"]
+SCRIPTS = ["train_speed", "matmul_bound", "conv_bound", "profile_step", "sample_speed", "memory", "startup"]
 
 
 TEXT_KEYS = ("cpu", "torch", "gpu")  # kept as text: a version like 2.5 would otherwise read as a number
@@ -81,6 +82,13 @@ def main() -> int:
     if "bce_ganctl" in speed and "bound_steps_per_s" in bound:
         summary["bce_fraction_of_bound"] = speed["bce_ganctl"] / bound["bound_steps_per_s"]
         summary["resident_fraction_of_bound"] = speed["bce_resident"] / bound["bound_steps_per_s"]
+    conv = results.get("conv_bound", {})
+    if "fraction" in conv:
+        # mnist_best's step against its convolutions' and products' time, measured in one script.
+        summary["best_fraction_of_conv_bound"] = conv["fraction"]
+        summary["best_conv_bound_steps_per_s"] = conv["bound_steps_per_s"]
+    if "top" in results.get("profile_step", {}):
+        summary["best_profile"] = results["profile_step"]["top"]
     for key, label in (("ratio", "bce"), ("g1d_ratio", "g1d"), ("conv_ratio", "conv")):
         if key in speed:
             summary[f"{label}_ratio_to_reference"] = speed[key]

@@ -16,7 +16,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))  # the scripts import their shared module as `common`
-TEXT_KEYS = {"cpu", "torch", "gpu", "conv_precision", "best_precision"}  # names, not numbers
+TEXT_KEYS = {"cpu", "torch", "gpu", "conv_precision", "best_precision", "precision", "top"}  # names, not numbers
 
 # Keys every smoke run must report as finite, positive numbers (others may be nan: no CUDA, ...).
 REQUIRED = {
@@ -53,6 +53,19 @@ REQUIRED = {
         "best_auto",
         "best_auto_ratio",
     ],
+    "conv_bound": [
+        "conv_ms_step",
+        "mm_ms_step",
+        "bound_ms_step",
+        "bound_steps_per_s",
+        "gflop_step",
+        "calls_step",
+        "r1_ms",
+        "ganctl_steps_per_s",
+        "ganctl_ms_step",
+        "fraction",
+    ],
+    "profile_step": ["wall_ms_step", "convolutions_ms", "convolutions_share", "optimiser_ms", "spectral_ms"],
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
     "startup": ["help_s", "train_help_s", "first_step_s", "to_loop_s", "train_wall_s"],
@@ -97,7 +110,7 @@ def check_result(stdout: str, name: str) -> dict[str, float]:
     return values
 
 
-@pytest.mark.parametrize("name", ["train_speed", "sample_speed", "memory", "startup"])
+@pytest.mark.parametrize("name", ["train_speed", "conv_bound", "profile_step", "sample_speed", "memory", "startup"])
 def test_script_smoke(name, mnist_root):
     # The suite's MNIST (the real split, or its generated twin) serves the scripts that read one.
     proc = run_script(str(BENCH / f"{name}.py"), "--smoke", "--device", "cpu", "--data-root", str(mnist_root))
@@ -122,6 +135,15 @@ def test_script_smoke(name, mnist_root):
         assert fields["train_speed"]["torch"] == torch.__version__.split("+")[0]
     if name == "memory":
         assert values["rss_peak_mb"] > values["data_mb"]
+    if name == "conv_bound":
+        # Printed values are rounded to 3-4 significant digits, hence the tolerance.
+        assert values["bound_ms_step"] == pytest.approx(values["conv_ms_step"] + values["mm_ms_step"], rel=0.01)
+        assert values["fraction"] == pytest.approx(values["bound_ms_step"] / values["ganctl_ms_step"], rel=0.01)
+        # The lazy R1 update differentiates D twice: more products than a plain D update.
+        assert values["r1_ms"] > 0 and values["channels_last"] in (0.0, 1.0)
+    if name == "profile_step":
+        shares = [v for k, v in values.items() if k.endswith("_share")]
+        assert len(shares) == 12 and sum(shares) == pytest.approx(1.0, abs=0.01)  # every bucket, rounded
 
 
 def test_run_all_forwards_smoke_and_relays_lines():

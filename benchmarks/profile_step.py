@@ -28,7 +28,6 @@ One result line, `profile_step wall_ms_step=... <bucket>_ms=... <bucket>_share=.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -183,7 +182,6 @@ def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override of the recipe")
     args = p.parse_args()
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's start/stop lines on stderr: errors only
     device = common.setup(args)
     import torch
 

@@ -208,7 +208,7 @@ ImageSource = torch.Tensor | np.ndarray | folder.MappedImages
 def _rows(images: ImageSource, a: int, b: int) -> torch.Tensor:
     if isinstance(images, folder.MappedImages):
         # A copy of these rows only; the map drops its pages past its budget (folder.py).
-        return torch.from_numpy(images.rows(np.arange(a, b)))
+        return torch.from_numpy(images.rows(np.arange(a, min(b, len(images.array)))))
     if isinstance(images, np.ndarray):
         return torch.from_numpy(np.array(images[a:b]))  # read-only or mapped arrays: copy one batch
     return images[a:b]

@@ -87,7 +87,6 @@ def test_moments_and_kid_formulas():
 
 def test_scores_equal_torch_fidelitys_on_the_same_weights_and_images(standin, tmp_path):
     import torch_fidelity
-    from torchmetrics.image.fid import _compute_fid
 
     real_dir = write_pngs(tmp_path / "real", blocky(8, seed=0))
     fake = blocky(8, seed=1)
@@ -104,24 +103,21 @@ def test_scores_equal_torch_fidelitys_on_the_same_weights_and_images(standin, tm
         kid=True,
         prc=True,
         kid_subset_size=8,  # all 8 samples: both sides then compute the one same subset
+        feature_extractor="inception-v3-compat",  # for precision/recall too (its default there is VGG-16)
         feature_extractor_weights_path=str(standin),
         batch_size=8,
+        save_cpu_ram=True,  # no DataLoader worker processes for 16 images
         cache=False,
         verbose=False,
     )
-    # The same network and pixels give the same float32 features up to summation order; the
-    # statistics differ in float32 vs float64 means and sqrtm vs eigenvalues, ~1e-6 relative. 8
-    # samples in 2,048 dimensions leave the covariances singular, where both square roots lose a
-    # few more digits: 1e-4 relative.
-    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    # The same network and pixels give the same float32 features up to summation order. The FIDs
+    # differ in float32 vs float64 means and in their eigenvalues: of the singular 2,048 x 2,048
+    # S1 S2 (theirs) against the exact 8 x 8 form (ours), which agreed to ~1e-8 on test data: 1e-5.
+    assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-5)
     assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4, abs=1e-6)
     assert ours["kid_std"] == 0.0 and ours["kid_subset_size"] == 8  # one subset of everything
     # k-NN set membership of 8 points: counts, exact unless a distance ties to 1e-7.
     assert ours["precision"] == theirs["precision"] and ours["recall"] == theirs["recall"]
-    # torchmetrics' Frechet distance (eigenvalues in torch) on the same statistics: the same 1e-4.
-    mu_f, sigma_f = metrics.feature_stats(inception.embed(net, Images(fake).x, CPU, 8))
-    tm = float(_compute_fid(*(torch.from_numpy(a) for a in (mu_f, sigma_f, real.mu, real.sigma))))
-    assert ours["fid"] == pytest.approx(tm, rel=1e-4)
 
 
 def test_real_statistics_are_cached_and_a_changed_folder_gets_new_ones(standin, tmp_path):

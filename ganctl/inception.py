@@ -38,6 +38,8 @@ ENV = "GANCTL_INCEPTION_WEIGHTS"
 DIMS = 2048
 STATS_FORMAT = 1
 DOWNLOAD_TIMEOUT = 60  # seconds without a byte before an online download counts as failed
+# Images per forward pass at most: at 299 x 299 the first layers of a batch of 500 hold ~3 GB each.
+MAX_BATCH = 50
 ACCEPTED = f"the FID Inception weights {WEIGHTS_NAME} ({WEIGHTS_URL}), or a file of the same architecture"
 
 
@@ -223,6 +225,7 @@ def embed_batches(
     net: torch.nn.Module, images: ImageSource, device: torch.device, batch_size: int
 ) -> Iterator[np.ndarray]:
     """The pool features of uint8 N x C x H x W images (C 1 or 3), batch by batch, as float32 arrays."""
+    batch_size = min(batch_size, MAX_BATCH)
     for a in range(0, _length(images), batch_size):
         x = _rows(images, a, a + batch_size).to(device)
         if x.shape[1] == 1:

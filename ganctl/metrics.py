@@ -76,7 +76,9 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 
 
-def kid(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSETS, size: int = KID_SUBSET_SIZE, seed: int = 0) -> dict:
+def kid(
+    real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSETS, size: int = KID_SUBSET_SIZE, seed: int = 0
+) -> dict:
     """Kernel Inception Distance: the unbiased MMD^2 with the kernel (x.y / d + 1)^3, its mean and
     standard deviation over `subsets` random subsets of min(size, n) samples a side.
 

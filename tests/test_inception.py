@@ -85,6 +85,23 @@ def test_moments_and_kid_formulas():
     assert shifted["kid_mean"] > 10 * shifted["kid_std"] > 0 and same["kid_subset_size"] == 100
 
 
+def test_fd_and_kid_equal_torchmetrics_formulas():
+    """The second implementation, on features directly: its Frechet distance and its KID of one subset."""
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.image.fid import _compute_fid
+    from torchmetrics.image.kid import poly_mmd
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.gamma(2.0, size=(400, 64)), rng.gamma(2.2, size=(40, 64))  # 40 rows < 64: the n x n path
+    mu, sigma = metrics.feature_stats(real)
+    theirs = _compute_fid(*(torch.from_numpy(a) for a in (*metrics.feature_stats(fake), mu, sigma)))
+    # float64 throughout; their eigenvalues of the singular 64 x 64 S1 S2 against our exact 40 x 40 form.
+    assert metrics.frechet_distance_to(fake, mu, sigma) == pytest.approx(float(theirs), rel=1e-7)
+    ours = metrics.kid(real[:40], fake, size=40)  # all 40 a side: one subset, the same as theirs
+    theirs = poly_mmd(torch.from_numpy(real[:40]), torch.from_numpy(fake))
+    assert ours["kid_mean"] == pytest.approx(float(theirs), rel=1e-5)  # our dot products are float32
+
+
 def test_scores_equal_torch_fidelitys_on_the_same_weights_and_images(standin, tmp_path):
     import torch_fidelity
 

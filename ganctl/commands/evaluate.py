@@ -322,7 +322,8 @@ def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     check_args(args)
     # Found and checked before any sample is drawn: a missing or wrong file is the first thing said.
-    args.weights = inception.resolve_weights(args.inception_weights) if args.features == "inception" and not args.nn else None
+    scored_by_inception = args.features == "inception" and not args.nn
+    args.weights = inception.resolve_weights(args.inception_weights) if scored_by_inception else None
     device = resolve_device(args.device, key="--device")
     target = Path(args.target)
     report: dict = {"source": str(target), "seed": args.seed}

@@ -102,7 +102,7 @@ def test_fd_and_kid_equal_torchmetrics_formulas():
     assert ours["kid_mean"] == pytest.approx(float(theirs), rel=1e-5)  # our dot products are float32
 
 
-@pytest.mark.slow  # 32 Inception passes and one 2,048 x 2,048 eigenproblem: ~25 s on an idle core
+@pytest.mark.slow  # 32 Inception passes and a 2,048 x 2,048 eigenproblem: 77 s at load 13 on 2 cores
 def test_scores_equal_torch_fidelitys_on_the_same_weights_and_images(standin, tmp_path):
     import torch_fidelity
 

@@ -356,3 +356,25 @@ def steady_rate(metrics_csv: Path) -> float:
         raise RuntimeError(f"{metrics_csv}: need at least 2 rows (warm-up + measured), got {len(rows)}")
     first, last = rows[0], rows[-1]
     return (int(last["step"]) - int(first["step"])) / (float(last["time"]) - float(first["time"]))
+
+
+def write_standin_inception(path: Path, seed: int = 0) -> Path:
+    """A seeded random initialisation of the FID Inception-v3, saved as a weights file: the same
+    architecture, keys and shapes as the real file, for offline tests and timings (not real scores).
+
+    He-normal convolutions (the layers run conv -> BatchNorm -> ReLU with identity BatchNorm
+    statistics) keep the activations near unit scale to the pool features, where PyTorch's default
+    initialisation would shrink them by ~3x per layer towards zero.
+    """
+    import torch
+
+    from ganctl import inception
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = inception.architecture("cpu")
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+    return path

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganctl import features, images, kinds
+from ganctl import features, images, inception, kinds
 from ganctl.commands import options
 from ganctl.config import DatasetConfig, default_data_root
 from ganctl.data import DATASETS as RECORDS
@@ -63,8 +63,15 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--features",
         default="ganctl",
-        help="ganctl (the cached small classifier, default) or inception (standard FID; needs "
-        "torch-fidelity or torchmetrics[image])",
+        help="ganctl (the cached small classifier, default) or inception (the standard FID Inception-v3: "
+        "FID, KID, precision, recall; needs torch-fidelity, pip install ganctl[fid])",
+    )
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help=f"the FID Inception weights file for --features inception (default ${inception.ENV}, else "
+        f"~/.cache/ganctl/inception/{inception.WEIGHTS_NAME}, else downloaded there once)",
     )
     p.add_argument(
         "--nn",
@@ -114,59 +121,6 @@ def fit_main(argv: list[str]) -> None:
     cfg = DatasetConfig(name=args.dataset, root=args.data_root or default_data_root(), split=args.split)
     model = features.fit(cfg, resolve_device(args.device, key="--device"), epochs=args.epochs, seed=args.seed)
     print(f"ganctl: feature net {cfg.name}/{cfg.split}: held-out accuracy {model.accuracy:.2%}; {model.path}")
-
-
-def inception_backend() -> str:
-    """The installed library that computes the standard Inception FID, or a one-line error."""
-    import importlib.util
-
-    for module in ("torch_fidelity", "torchmetrics"):
-        if importlib.util.find_spec(module) is not None:
-            if module == "torchmetrics" and importlib.util.find_spec("torchmetrics.image") is None:
-                continue
-            return module
-    raise ConfigError(
-        "--features inception needs torch-fidelity or torchmetrics[image], and neither is "
-        "installed; pip install ganctl[fid] (or pip install torch-fidelity), or use --features ganctl"
-    )
-
-
-def _rgb(x: torch.Tensor) -> torch.Tensor:
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def inception_fid(fake: torch.Tensor, real: torch.Tensor, device: torch.device, batch_size: int) -> float:
-    """Standard FID (Inception-v3 pool features) of uint8 N x C x H x W images, via the installed library."""
-    backend = inception_backend()
-    if backend == "torchmetrics":
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        fid = FrechetInceptionDistance(feature=2048).to(device)
-        for x, is_real in ((real, True), (fake, False)):
-            for start in range(0, len(x), batch_size):
-                fid.update(_rgb(x[start : start + batch_size]).to(device), real=is_real)
-        return float(fid.compute())
-    import torch_fidelity
-
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, x):
-            self.x = x
-
-        def __len__(self):
-            return len(self.x)
-
-        def __getitem__(self, i):
-            return _rgb(self.x[i : i + 1])[0]
-
-    out = torch_fidelity.calculate_metrics(
-        input1=Images(fake),
-        input2=Images(real),
-        fid=True,
-        cuda=device.type == "cuda",
-        batch_size=batch_size,
-        verbose=False,
-    )
-    return float(out["frechet_inception_distance"])
 
 
 def load_npz(path: Path, dataset: str) -> torch.Tensor:
@@ -269,7 +223,9 @@ def check_args(args) -> None:
     if args.nn and args.output is not None and Path(args.output).suffix.lower() != ".png":
         raise ConfigError(f"-o {args.output}: --nn draws a picture; accepted: -o FILE.png")
     if args.features == "inception" and not args.nn:
-        inception_backend()  # fail before any work when the library is missing
+        inception.check_library()  # fail before any work when the library is missing
+    elif args.inception_weights is not None:
+        raise ConfigError("--inception-weights is read by --features inception only; accepted: both, or neither")
     if args.output is not None and not Path(args.output).parent.is_dir():
         raise ConfigError(f"-o {args.output}: folder {Path(args.output).parent} does not exist; create it first")
 
@@ -310,6 +266,25 @@ def score_points(args, model: LoadedGenerator, dcfg: DatasetConfig, report: dict
     return line
 
 
+def score_inception(args, x: torch.Tensor, dcfg: DatasetConfig, device: torch.device, report: dict) -> str:
+    """FID, KID, precision and recall in the FID Inception's pool features, against cached real statistics."""
+    net = inception.extractor(args.weights, device)
+    real = inception.real_stats(dcfg, args.weights, net, device, args.batch_size)
+    result = inception.scores(inception.embed(net, x, device, args.batch_size), real, args.pr_samples, args.seed)
+    report.update(
+        features="inception",
+        inception_weights=args.weights.describe(),
+        real_statistics=real.describe(),
+        metrics=result,
+    )
+    weights = "published weights" if args.weights.published else f"weights {args.weights.sha256[:8]}, not published"
+    return (
+        f"fid {result['fid']:.3f}  kid {result['kid_mean']:.5f} (std {result['kid_std']:.5f})  "
+        f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  "
+        f"(n {len(x)} vs {real.what}, {real.n} images; Inception {weights})"
+    )
+
+
 def score_images(args, x, model, dcfg: DatasetConfig, device: torch.device, report: dict) -> str:
     """FD, classifier score, precision/recall (or Inception FID) of the samples (drawn when x is None)."""
     labels = None
@@ -322,10 +297,7 @@ def score_images(args, x, model, dcfg: DatasetConfig, device: torch.device, repo
         raise ConfigError(f"{args.target} holds {len(x)} image; accepted: at least 2 samples")
     report["n"] = len(x)
     if args.features == "inception":
-        real = torch.from_numpy(np.array(features.load_real(dcfg).images))
-        fid = inception_fid(x, real, device, args.batch_size)
-        report.update(features="inception", metrics={"fid_inception": fid})
-        return f"fid_inception {fid:.3f}  (n {len(x)} vs {dcfg.name} {dcfg.split})"
+        return score_inception(args, x, dcfg, device, report)
     fm = features.load_or_fit(dcfg, device)
     result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed, labels=labels)
     report.update(
@@ -349,6 +321,9 @@ def main(argv: list[str]) -> None:
         return
     args = build_parser().parse_args(argv)
     check_args(args)
+    # Found and checked before any sample is drawn: a missing or wrong file is the first thing said.
+    scored_by_inception = args.features == "inception" and not args.nn
+    args.weights = inception.resolve_weights(args.inception_weights) if scored_by_inception else None
     device = resolve_device(args.device, key="--device")
     target = Path(args.target)
     report: dict = {"source": str(target), "seed": args.seed}

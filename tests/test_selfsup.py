@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ganctl import features, metrics
+from ganctl.commands import evaluate
 from ganctl.commands.train import run
 from ganctl.config import DatasetConfig
 from ganctl.errors import ConfigError
@@ -87,6 +88,27 @@ def test_selfsup_features_fit_cache_and_refit_on_a_changed_folder(shapes, monkey
     assert refit.path != model.path and refit.path.is_file() and refit.checksum != model.checksum
     (imgs / "more" / "000.png").unlink()
     (imgs / "more").rmdir()
+
+
+def test_samples_scored_against_a_folder(shapes, tmp_path, capsys):
+    """`--dataset folder --data-path DIR`: the folder's own images score far below pixel noise."""
+    imgs, root = shapes
+    real = features.real_images(folder_cfg(imgs, root))[:, 0].numpy()
+    noise = np.random.default_rng(0).integers(0, 256, real.shape, dtype=np.uint8)
+    scores = {}
+    for name, x in (("real", real), ("noise", noise)):
+        np.savez(tmp_path / f"{name}.npz", x)
+        out = tmp_path / f"{name}.json"
+        args = [str(tmp_path / f"{name}.npz"), "--dataset", "folder", "--data-path", str(imgs)]
+        evaluate.main([*args, "--data-root", str(root), "--device", "cpu", "-o", str(out)])
+        scores[name] = json.loads(out.read_text())
+    assert scores["real"]["features"] == "selfsup"  # auto, for a folder without labels
+    # The images the statistics were taken from, against noise the net never saw: far apart.
+    assert scores["real"]["metrics"]["fd"] * 10 < scores["noise"]["metrics"]["fd"], scores
+    with pytest.raises(ConfigError, match="--dataset folder needs --data-path DIR"):
+        evaluate.main([str(tmp_path / "real.npz"), "--dataset", "folder"])
+    with pytest.raises(ConfigError, match="a folder has one split"):
+        evaluate.main([*args, "--split", "test"])
 
 
 def test_auto_picks_the_classifier_where_the_data_has_labels(tmp_path):

@@ -231,14 +231,20 @@ def _task_data(cfg: DatasetConfig, task: str) -> RealData:
     check_dataset(cfg.name)
     if cfg.split not in SPLITS:
         raise DataError(f"split {cfg.split!r} is invalid; accepted: {', '.join(SPLITS)}")
-    real = load_real(cfg)
-    if task == CLASSES and real.num_classes < 2:
-        what = "no class labels" if real.labels is None else "one class"
-        raise DataError(
-            f"the classifier features need two classes or more and {cfg.name} has {what}; accepted: "
-            "dataset.labels=subfolders with two subfolders or more, or the selfsup features"
-        )
-    return real
+    check_task(cfg, task)
+    return load_real(cfg)
+
+
+def check_task(cfg: DatasetConfig, task: str) -> None:
+    """DataError when the classifier is asked for on a folder with fewer than two classes."""
+    if task == CLASSES and cfg.name == "folder":
+        classes = prepared_folder(cfg).classes
+        if classes is None or len(classes) < 2:
+            what = "no class labels" if classes is None else "one class"
+            raise DataError(
+                f"the classifier features need two classes or more and this folder has {what}; accepted: "
+                "dataset.labels=subfolders with two subfolders or more, or --features selfsup"
+            )
 
 
 def _split_rows(real: RealData, hold: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -389,6 +395,7 @@ def load_cached(cfg: DatasetConfig, device: torch.device, task: str = CLASSES) -
 def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True, task: str = CLASSES) -> FeatureModel:
     """The cached feature network, trained first if this split has none (a minute or two on CPU)."""
     check_dataset(cfg.name)
+    check_task(cfg, task)
     model = load_cached(cfg, device, task)
     if model is None:
         if progress:

@@ -14,7 +14,7 @@ from ganctl import features, metrics
 from ganctl.commands import evaluate
 from ganctl.commands.train import run
 from ganctl.config import DatasetConfig
-from ganctl.errors import ConfigError
+from ganctl.errors import ConfigError, DataError
 from ganctl.launch.resume import resume_config
 from ganctl.training import checkpoint
 from ganctl.training.validate import validate
@@ -109,6 +109,21 @@ def test_samples_scored_against_a_folder(shapes, tmp_path, capsys):
         evaluate.main([str(tmp_path / "real.npz"), "--dataset", "folder"])
     with pytest.raises(ConfigError, match="a folder has one split"):
         evaluate.main([*args, "--split", "test"])
+    with pytest.raises(DataError, match="the classifier features need two classes or more"):
+        evaluate.main([*args, "--data-root", str(root), "--features", "ganctl"])
+
+
+def test_classifier_features_for_a_folder_with_subfolder_labels(tmp_path):
+    """Two subfolders: a two-class classifier, whose scores count two classes."""
+    d = write_folder(tmp_path / "two", n=40, classes=["a", "b"])
+    for path in (d / "b").iterdir():  # class b: the L shapes upside down
+        Image.fromarray(np.asarray(Image.open(path))[::-1].copy()).save(path)
+    cfg = folder_cfg(d, tmp_path / "data", labels="subfolders")
+    model = features.load_or_fit(cfg, CPU, progress=False, task=features.choose(cfg, "auto"))
+    assert model.task == features.CLASSES and model.num_classes == 2 and model.net.head.out_features == 2
+    assert model.path.name == "features_ganctl.pt" and model.path.parent.parent == tmp_path / "data" / "folder-cache"
+    scores = features.image_metrics(features.real_images(cfg), model, CPU, 500, 10, 0, kid_subsets=2)
+    assert 1.0 <= scores["classifier_score"] <= 2.0 and len(scores["class_shares"]) == 2
 
 
 def test_auto_picks_the_classifier_where_the_data_has_labels(tmp_path):

@@ -137,6 +137,7 @@ class TrainerConfig:
     eval_every: Optional[int] = None
     eval_samples: int = 2000
     eval_metric: str = "auto"
+    eval_features: str = "auto"
     check_replicas: bool = False
     loggers: List[str] = field(default_factory=lambda: ["csv"])
 

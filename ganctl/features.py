@@ -1,8 +1,12 @@
-"""The small CNN classifier whose penultimate layer gives ganctl's evaluation features.
+"""The small CNNs whose penultimate layer gives ganctl's evaluation features, fitted offline on the data.
 
-ganctl trains it on the real split itself (no downloaded weights), keeps the last images out to
-measure its accuracy, and caches it with the real-data feature statistics under
-<root>/ganctl_features/<dataset>_<split>.pt, keyed by the data file's checksum.
+Two tasks, one network family: `ganctl` classifies the data's labelled classes (the named datasets, a
+folder with dataset.labels=subfolders); `selfsup` predicts which of four rotations an image was
+turned by, which needs no labels (Gidaris et al. 2018). Either is trained on the real split itself
+(no downloaded weights), keeps some images out to measure its accuracy, and is cached with the
+real-data feature statistics: under <root>/ganctl_features/<dataset>_<split>[_selfsup].pt keyed by
+the data files' checksum, or for a folder inside its pack's cache folder, whose name is the folder's
+cache key (a changed folder gets a new pack, so new features).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +25,10 @@ from torch import nn
 
 from ganctl import metrics
 from ganctl.config import DatasetConfig
-from ganctl.data import DATASETS, IMAGES, SPLITS, data_root, info
+from ganctl.data import DATASETS, IMAGES, SPLITS, data_root, has_labels, info, prepared_folder
 from ganctl.errors import DataError
 from ganctl.files import atomic_write
+from ganctl.folder import MappedImages
 from ganctl.metrics import feature_stats
 
 CACHE_FORMAT = 1
@@ -30,6 +36,13 @@ CACHE_DIR = "ganctl_features"
 # The named image datasets with classes: a classifier is trained on each to give its features.
 IMAGE_DATASETS = tuple(name for name, d in DATASETS.items() if d.kind == IMAGES and d.files and d.labelled)
 NUM_CLASSES = 10
+CLASSES, SELFSUP = "ganctl", "selfsup"  # the feature nets' tasks, by their --features names
+TASKS = (CLASSES, SELFSUP)
+ROTATIONS = 4  # selfsup's classes: 0, 90, 180, 270 degrees
+# selfsup's minimum number of updates: a folder of 2,000 images is 4 epochs in 110 updates
+MIN_SELFSUP_UPDATES = 1500
+MAX_SIDE = 64  # larger images are area-downscaled to this side first, so the net's cost stays bounded
+KID_SUBSETS = metrics.KID_SUBSETS
 HELD_OUT = 1000  # the last images of the split; never trained on, they measure the accuracy
 PR_K = 3  # Kynkaanniemi et al. 2019 use k = 3
 REAL_FEATURES_KEPT = 5000  # real features stored for precision/recall (a fixed random subset)
@@ -38,10 +51,11 @@ REAL_FEATURES_KEPT = 5000  # real features stored for precision/recall (a fixed 
 # --- Real images and labels ------------------------------------------------------------------
 @dataclass
 class RealData:
-    images: torch.Tensor  # N x C x H x W uint8
-    labels: torch.Tensor  # N int64 in 0..9 (digits, clothing or CIFAR-10's classes)
-    files: list[Path]
+    images: torch.Tensor  # N x C x H x W uint8; for a folder a read-only view of its memory-mapped pack
+    labels: torch.Tensor | None  # N int64 class indices (None: an unlabelled folder)
+    num_classes: int
     checksum: str
+    random_held_out: bool  # a folder's rows are sorted by path (by class): hold out a random subset
 
 
 def _checksum(files: list[Path]) -> str:
@@ -59,38 +73,89 @@ def data_files(cfg: DatasetConfig) -> list[Path]:
     return info(cfg).files(cfg)
 
 
+def data_checksum(cfg: DatasetConfig) -> str:
+    """What identifies the data: a folder's cache key (its files' paths, sizes and times, and the
+    pack's settings), else the sha256 of the split's files."""
+    if cfg.name == "folder":
+        return "folder:" + prepared_folder(cfg).folder.name
+    return _checksum(data_files(cfg))
+
+
+def real_images(cfg: DatasetConfig) -> torch.Tensor:
+    """The split's uint8 N x C x H x W images: a folder's pack is mapped read-only, never copied whole."""
+    check_dataset(cfg.name)
+    if cfg.name == "folder":
+        mapped = MappedImages(prepared_folder(cfg).images_path)
+        with warnings.catch_warnings():
+            # The map is read-only and nothing here writes to it; torch only warns that it could.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(mapped.array)
+    return torch.from_numpy(np.array(info(cfg).load(cfg, 0)))
+
+
 def load_real(cfg: DatasetConfig) -> RealData:
-    """All images of the split as uint8 N x C x H x W, with their class labels."""
-    files = data_files(cfg)
-    images, labels, _ = info(cfg).labelled(cfg, 0)
-    return RealData(torch.from_numpy(np.array(images)), torch.from_numpy(labels), files, _checksum(files))
+    """All images of the split as uint8 N x C x H x W, with their class labels where it has them."""
+    check_dataset(cfg.name)
+    if cfg.name == "folder":
+        packed = prepared_folder(cfg)
+        labels = torch.from_numpy(packed.labels()) if packed.classes is not None else None
+        classes = len(packed.classes or [])
+        return RealData(real_images(cfg), labels, classes, data_checksum(cfg), True)
+    images, labels, names = info(cfg).labelled(cfg, 0)
+    checksum = _checksum(data_files(cfg))
+    return RealData(torch.from_numpy(np.array(images)), torch.from_numpy(labels), len(names), checksum, False)
 
 
 def check_dataset(name: str) -> None:
-    if name not in IMAGE_DATASETS:
-        raise DataError(f"no feature network for dataset {name!r}; accepted: {', '.join(IMAGE_DATASETS)}")
+    if name not in IMAGE_DATASETS and name != "folder":
+        accepted = ", ".join((*IMAGE_DATASETS, "folder"))
+        raise DataError(f"no feature network for dataset {name!r}; accepted: {accepted}")
+
+
+def choose(cfg: DatasetConfig, choice: str) -> str:
+    """The feature net `auto` means: the class labels' classifier where the data has two classes or
+    more, else the self-supervised rotation net."""
+    if choice != "auto":
+        return choice
+    if not has_labels(cfg):
+        return SELFSUP
+    if cfg.name == "folder" and len(prepared_folder(cfg).classes or []) < 2:
+        return SELFSUP
+    return CLASSES
 
 
 # --- The network ----------------------------------------------------------------------------------
 class FeatureNet(nn.Module):
-    """Two conv layers, one hidden layer (the 128 features), ten logits."""
+    """Two conv layers, one hidden layer (the 128 features), the task's logits (classes or rotations)."""
 
-    def __init__(self, channels: int, size: int, width: int = 16, features: int = 128):
+    def __init__(self, channels: int, size: int, width: int = 16, features: int = 128, outputs: int = NUM_CLASSES):
         super().__init__()
+        self.side = min(size, MAX_SIDE)
         self.conv1 = nn.Conv2d(channels, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
-        self.fc = nn.Linear(2 * width * (size // 4) ** 2, features)
-        self.head = nn.Linear(features, NUM_CLASSES)
+        self.fc = nn.Linear(2 * width * (self.side // 4) ** 2, features)
+        self.head = nn.Linear(features, outputs)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> penultimate-layer features."""
         x = x.float().div(127.5).sub(1.0)
+        if x.shape[-1] != self.side:
+            x = F.adaptive_avg_pool2d(x, self.side)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return F.relu(self.fc(x.flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
+
+
+def rotated(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Each image of x turned by k[i] quarter turns (selfsup's inputs; k are its targets)."""
+    out = x.clone()
+    for turns in range(1, ROTATIONS):
+        pick = k == turns
+        out[pick] = torch.rot90(x[pick], turns, dims=(2, 3))
+    return out
 
 
 def held_out_size(n: int) -> int:
@@ -118,26 +183,37 @@ class FeatureModel:
     net: FeatureNet
     dataset: str
     split: str
-    accuracy: float  # on the held-out images
+    accuracy: float  # on the held-out images: of the class, or (selfsup) of the rotation
     checksum: str
     mu: np.ndarray  # real-data feature mean and covariance over the whole split
     sigma: np.ndarray
-    real_features: np.ndarray  # a fixed random subset, for precision/recall
+    real_features: np.ndarray  # a fixed random subset, for precision/recall and KID
     path: Path
+    task: str = CLASSES  # CLASSES or SELFSUP
+    num_classes: int = NUM_CLASSES  # the classifier's classes (selfsup: the rotations)
 
 
-def cache_path(cfg: DatasetConfig) -> Path:
-    return data_root(cfg) / CACHE_DIR / f"{cfg.name}_{cfg.split}.pt"
+def cache_path(cfg: DatasetConfig, task: str = CLASSES) -> Path:
+    if cfg.name == "folder":
+        return prepared_folder(cfg).folder / f"features_{task}.pt"
+    suffix = "" if task == CLASSES else f"_{task}"
+    return data_root(cfg) / CACHE_DIR / f"{cfg.name}_{cfg.split}{suffix}.pt"
 
 
-def fallback_cache_path(cfg: DatasetConfig, checksum: str) -> Path:
+def fallback_cache_path(cfg: DatasetConfig, checksum: str, task: str = CLASSES) -> Path:
     """Where the cache goes when the data folder is read-only: keyed by checksum, not by folder."""
     base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "ganctl" / "features"
-    return base / f"{cfg.name}_{cfg.split}_{checksum[:16]}.pt"
+    suffix = "" if task == CLASSES else f"_{task}"
+    return base / f"{cfg.name}_{cfg.split}{suffix}_{checksum.removeprefix('folder:')[:16]}.pt"
 
 
 def fit(
-    cfg: DatasetConfig, device: torch.device, epochs: int = 4, seed: int = 0, progress: bool = True
+    cfg: DatasetConfig,
+    device: torch.device,
+    epochs: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+    task: str = CLASSES,
 ) -> FeatureModel:
     """Train the feature network on the split, measure it, cache it with the real statistics.
 
@@ -147,52 +223,112 @@ def fit(
     """
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return _fit(cfg, device, epochs, progress)
+        return _fit(cfg, device, epochs, progress, task)
 
 
-def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool) -> FeatureModel:
+def _task_data(cfg: DatasetConfig, task: str) -> RealData:
+    """The real data, checked for what the task needs."""
     check_dataset(cfg.name)
     if cfg.split not in SPLITS:
         raise DataError(f"split {cfg.split!r} is invalid; accepted: {', '.join(SPLITS)}")
-    real = load_real(cfg)
-    n = len(real.labels)
+    check_task(cfg, task)
+    return load_real(cfg)
+
+
+def check_task(cfg: DatasetConfig, task: str) -> None:
+    """DataError when the classifier is asked for on a folder with fewer than two classes."""
+    if task == CLASSES and cfg.name == "folder":
+        classes = prepared_folder(cfg).classes
+        if classes is None or len(classes) < 2:
+            what = "no class labels" if classes is None else "one class"
+            raise DataError(
+                f"the classifier features need two classes or more and this folder has {what}; accepted: "
+                "dataset.labels=subfolders with two subfolders or more, or --features selfsup"
+            )
+
+
+def _split_rows(real: RealData, hold: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows, held-out rows): the last images of a named split (already shuffled), a
+    seeded random subset of a folder (sorted by path, so the last ones are one class)."""
+    n = len(real.images)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)) if real.random_held_out else torch.arange(n)
+    return order[: n - hold].sort().values, order[n - hold :].sort().values
+
+
+def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool, task: str) -> FeatureModel:
+    real = _task_data(cfg, task)
+    n = len(real.images)
     hold = held_out_size(n)
     if n - hold < 10:
-        raise DataError(f"{real.files[0]} has {n} images; the feature network needs at least {hold + 10}")
+        raise DataError(f"{cfg.name} {cfg.split} has {n} images; the feature network needs at least {hold + 10}")
     _, channels, size, _ = real.images.shape
-    net = FeatureNet(channels, size).to(device)
+    outputs = real.num_classes if task == CLASSES else ROTATIONS
+    net = FeatureNet(channels, size, outputs=outputs).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    train_x, train_y = real.images[: n - hold], real.labels[: n - hold]
+    train_rows, held_rows = _split_rows(real, hold)
     batch = 64
-    start = time.perf_counter()
-    for epoch in range(epochs):
+    updates = epochs * -(-len(train_rows) // batch)
+    if task == SELFSUP:
+        updates = max(updates, MIN_SELFSUP_UPDATES)
+    start, done = time.perf_counter(), 0
+    while done < updates:
         net.train()
-        perm = torch.randperm(len(train_y))
+        perm = train_rows[torch.randperm(len(train_rows))]
         for i in range(0, len(perm), batch):
-            idx = perm[i : i + batch]
-            loss = F.cross_entropy(net(train_x[idx].to(device)), train_y[idx].to(device))
+            loss = F.cross_entropy(*_task_batch(net, real, perm[i : i + batch], task, device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            done += 1
+            if done == updates:
+                break
         if progress:
             print(
-                f"ganctl: feature net epoch {epoch + 1}/{epochs} loss {loss.item():.4f} "
+                f"ganctl: feature net ({task}) {done}/{updates} updates, loss {loss.item():.4f} "
                 f"({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
     feats, probs = embed_all(net, real.images, device)
-    accuracy = float((probs[n - hold :].argmax(1) == real.labels[n - hold :].numpy()).mean())
+    held = held_rows.numpy()
+    if task == CLASSES:
+        accuracy = float((probs[held].argmax(1) == real.labels[held_rows].numpy()).mean())
+    else:
+        accuracy = rotation_accuracy(net, real.images[held_rows], device)
     mu, sigma = feature_stats(feats)
     keep = np.random.default_rng(0).permutation(n)[:REAL_FEATURES_KEPT]
     model = FeatureModel(
-        net.eval(), cfg.name, cfg.split, accuracy, real.checksum, mu, sigma, feats[np.sort(keep)], cache_path(cfg)
+        net.eval(), cfg.name, cfg.split, accuracy, real.checksum, mu, sigma, feats[np.sort(keep)], cache_path(cfg, task)
     )
+    model.task, model.num_classes = task, outputs
     model.path = save(model, cfg, channels, size, hold)
     if progress:
         print(
-            f"ganctl: feature net held-out accuracy {accuracy:.2%} on {hold} images; cached at {model.path}", flush=True
+            f"ganctl: feature net ({task}) held-out accuracy {accuracy:.2%} on {hold} images; cached at {model.path}",
+            flush=True,
         )
     return model
+
+
+def _task_batch(
+    net: FeatureNet, real: RealData, rows: torch.Tensor, task: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) of one training batch: the classes, or the quarter turns of rotated images."""
+    x = real.images[rows].to(device)
+    if task == CLASSES:
+        return net(x), real.labels[rows].to(device)
+    k = torch.randint(0, ROTATIONS, (len(x),)).to(device)
+    return net(rotated(x, k)), k
+
+
+@torch.no_grad()
+def rotation_accuracy(net: FeatureNet, x: torch.Tensor, device: torch.device) -> float:
+    """How often the net names the rotation of each image under each of the four."""
+    net.eval()
+    right = 0
+    for turns in range(ROTATIONS):
+        logits = torch.cat([net(torch.rot90(x[a : a + 500].to(device), turns, (2, 3))) for a in range(0, len(x), 500)])
+        right += int((logits.argmax(1) == turns).sum())
+    return right / (ROTATIONS * len(x))
 
 
 def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held_out: int) -> Path:
@@ -201,6 +337,8 @@ def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held
         "dataset": model.dataset,
         "split": model.split,
         "sha256": model.checksum,
+        "task": model.task,
+        "outputs": model.num_classes,
         "channels": channels,
         "size": size,
         "accuracy": model.accuracy,
@@ -210,7 +348,7 @@ def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held
         "sigma": torch.from_numpy(model.sigma),
         "real_features": torch.from_numpy(model.real_features),
     }
-    for path in (cache_path(cfg), fallback_cache_path(cfg, model.checksum)):
+    for path in (cache_path(cfg, model.task), fallback_cache_path(cfg, model.checksum, model.task)):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda f: torch.save(payload, f))
@@ -218,13 +356,13 @@ def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held
         except OSError:
             continue  # a read-only data folder: try the user cache
     print("ganctl: warning: could not cache the feature network (read-only folders); it will be retrained")
-    return cache_path(cfg)
+    return cache_path(cfg, model.task)
 
 
-def load_cached(cfg: DatasetConfig, device: torch.device) -> FeatureModel | None:
-    """The cached network for this split, or None when absent or made from different data."""
-    checksum = _checksum(data_files(cfg))
-    for path in (cache_path(cfg), fallback_cache_path(cfg, checksum)):
+def load_cached(cfg: DatasetConfig, device: torch.device, task: str = CLASSES) -> FeatureModel | None:
+    """The cached network for this split and task, or None when absent or made from different data."""
+    checksum = data_checksum(cfg)
+    for path in (cache_path(cfg, task), fallback_cache_path(cfg, checksum, task)):
         if not path.is_file():
             continue
         try:
@@ -233,7 +371,10 @@ def load_cached(cfg: DatasetConfig, device: torch.device) -> FeatureModel | None
             continue  # a damaged cache is rebuilt, not fatal
         if not isinstance(c, dict) or c.get("format") != CACHE_FORMAT or c.get("sha256") != checksum:
             continue
-        net = FeatureNet(c["channels"], c["size"])
+        if c.get("task", CLASSES) != task:  # caches written before selfsup hold the classifier
+            continue
+        outputs = int(c.get("outputs", NUM_CLASSES))
+        net = FeatureNet(c["channels"], c["size"], outputs=outputs)
         net.load_state_dict(c["state_dict"])
         return FeatureModel(
             net.to(device).eval(),
@@ -245,18 +386,21 @@ def load_cached(cfg: DatasetConfig, device: torch.device) -> FeatureModel | None
             c["sigma"].numpy(),
             c["real_features"].numpy(),
             path,
+            task,
+            outputs,
         )
     return None
 
 
-def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True) -> FeatureModel:
+def load_or_fit(cfg: DatasetConfig, device: torch.device, progress: bool = True, task: str = CLASSES) -> FeatureModel:
     """The cached feature network, trained first if this split has none (a minute or two on CPU)."""
     check_dataset(cfg.name)
-    model = load_cached(cfg, device)
+    check_task(cfg, task)
+    model = load_cached(cfg, device, task)
     if model is None:
         if progress:
-            print(f"ganctl: no feature network for {cfg.name} {cfg.split} yet; training one", flush=True)
-        model = fit(cfg, device, progress=progress)
+            print(f"ganctl: no {task} feature network for {cfg.name} {cfg.split} yet; training one", flush=True)
+        model = fit(cfg, device, progress=progress, task=task)
     return model
 
 
@@ -268,22 +412,25 @@ def image_metrics(
     pr_samples: int,
     seed: int,
     labels: torch.Tensor | None = None,
+    kid_subsets: int = KID_SUBSETS,
 ) -> dict:
-    """Every image metric of uint8 samples against the cached real statistics; with the classes a
+    """Every image metric of uint8 samples against the cached real statistics: FD, KID, precision
+    and recall; with the classifier, its score and class coverage and, given the classes a
     conditional G was asked for (`labels`), how often the classifier agrees with them."""
     feats, probs = embed_all(fm.net, x, device, batch_size)
     mu, sigma = feature_stats(feats)
-    out = {
-        "fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma),
-        "classifier_score": metrics.classifier_score(probs),
-    }
-    out.update(metrics.class_coverage(probs.argmax(axis=1), NUM_CLASSES))
-    m = min(pr_samples, len(feats), len(fm.real_features))
+    out = {"fd": metrics.frechet_distance(mu, sigma, fm.mu, fm.sigma)}
+    k = metrics.kid(fm.real_features, feats, subsets=kid_subsets, seed=seed)
+    out["kid"], out["kid_std"] = k["kid_mean"], k["kid_std"]
     rng = np.random.default_rng(seed)
+    if fm.task == CLASSES:
+        out["classifier_score"] = metrics.classifier_score(probs)
+        out.update(metrics.class_coverage(probs.argmax(axis=1), fm.num_classes))
+    m = min(pr_samples, len(feats), len(fm.real_features))
     fake_sub = feats[rng.permutation(len(feats))[:m]]
     real_sub = fm.real_features[rng.permutation(len(fm.real_features))[:m]]
     out.update(metrics.precision_recall(real_sub, fake_sub, k=PR_K))
     out["pr_samples"] = m
-    if labels is not None:
+    if labels is not None and fm.task == CLASSES:
         out["class_accuracy"] = float((probs.argmax(axis=1) == labels.numpy()).mean())
     return out

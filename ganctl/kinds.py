@@ -202,7 +202,7 @@ class Images(Kind):
     pixels = True
     outputs = (".png", ".npz", ".pt", "folder")
     metric = "fd"
-    fields = ("fd", "classifier_score")
+    fields = ("fd", "kid", "classifier_score")  # the classifier's score only with its features
 
     def picture(self, x: torch.Tensor, d: DatasetConfig, title: str, nrow: int | None = None) -> Image.Image:
         pixels = x if x.dtype == torch.uint8 else images.to_uint8(x, d.range)

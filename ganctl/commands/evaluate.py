@@ -14,7 +14,7 @@ from ganctl import features, images, inception, kinds
 from ganctl.commands import options
 from ganctl.config import DatasetConfig, default_data_root
 from ganctl.data import DATASETS as RECORDS
-from ganctl.data import SPLITS, info
+from ganctl.data import SPLITS
 from ganctl.devices import resolve_device
 from ganctl.errors import ArgumentParser, ConfigError, DataError
 from ganctl.features import PR_K, image_metrics
@@ -22,10 +22,11 @@ from ganctl.files import atomic_write
 from ganctl.generation import generate, seeded
 from ganctl.training.checkpoint import LoadedGenerator
 
-# The named datasets (a folder is scored once issue #25 lands); .npz samples need an image shape.
-DATASETS = tuple(name for name, d in RECORDS.items() if d.shape is not None)
-FEATURES = ("ganctl", "inception")
+# The named datasets and a folder of images (--data-path); .npz samples need an image dataset.
+DATASETS = tuple(name for name, d in RECORDS.items() if d.shape is not None) + ("folder",)
+FEATURES = ("auto", features.CLASSES, features.SELFSUP, "inception")
 IMAGE_SHAPES = {name: RECORDS[name].shape for name in features.IMAGE_DATASETS}
+SCORED_IMAGES = (*IMAGE_SHAPES, "folder")  # what an .npz of samples can be scored against
 
 
 def build_parser() -> ArgumentParser:
@@ -43,7 +44,22 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "-o", "--output", default=None, help="metrics JSON (default: <checkpoint or npz stem>_eval.json beside it)"
     )
-    p.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: the checkpoint's)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help=f"{', '.join(DATASETS)} (default: the checkpoint's); folder: with --data-path",
+    )
+    p.add_argument(
+        "--data-path",
+        default=None,
+        help="dataset=folder: the folder of images (default: the checkpoint's dataset.path); its pack is "
+        "cached under --data-root's folder-cache/ as training caches it",
+    )
+    p.add_argument(
+        "--data-labels",
+        default=None,
+        help="dataset=folder: none or subfolders, as dataset.labels (default: the checkpoint's, else none)",
+    )
     p.add_argument(
         "--data-root",
         default=None,
@@ -62,9 +78,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="score the raw generator even if EMA weights exist")
     p.add_argument(
         "--features",
-        default="ganctl",
-        help="ganctl (the cached small classifier, default) or inception (the standard FID Inception-v3: "
-        "FID, KID, precision, recall; needs torch-fidelity, pip install ganctl[fid])",
+        default="auto",
+        help="auto (default: ganctl where the data has class labels, else selfsup), ganctl (the cached "
+        "small classifier), selfsup (a rotation-prediction net fitted on the data, for unlabelled "
+        "images) or inception (the standard FID Inception-v3: FID, KID, precision, recall; needs "
+        "torch-fidelity, pip install ganctl[fid])",
     )
     p.add_argument(
         "--inception-weights",
@@ -124,7 +142,8 @@ def fit_main(argv: list[str]) -> None:
 
 
 def load_npz(path: Path, dataset: str) -> torch.Tensor:
-    """uint8 arr_0 of N x H x W or N x H x W x C -> N x C x H x W, checked against the dataset's shape."""
+    """uint8 arr_0 of N x H x W or N x H x W x C -> N x C x H x W, checked against the dataset's shape
+    (a folder's shape follows the samples: square images of 1 or 3 channels)."""
     try:
         with np.load(path) as z:
             if "arr_0" not in z:
@@ -138,6 +157,13 @@ def load_npz(path: Path, dataset: str) -> torch.Tensor:
         )
     x = torch.from_numpy(np.ascontiguousarray(array))
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    if dataset == "folder":
+        if x.shape[2] != x.shape[3] or x.shape[1] not in (1, 3):
+            raise ConfigError(
+                f"{path}: images are {tuple(x.shape[1:])} (C x H x W); a folder is scored at a square "
+                "resolution; accepted: N x R x R or N x R x R x 3"
+            )
+        return x
     expected = IMAGE_SHAPES[dataset]
     if tuple(x.shape[1:]) != expected:
         h, w = expected[1:]
@@ -189,7 +215,7 @@ def nn_sheet(args, x: torch.Tensor | None, model, dcfg: DatasetConfig, out_path:
         to_pixels = lambda b: images.to_uint8(b, model.cfg.dataset.range)  # noqa: E731
         x = generate(model.G, z, args.batch_size, convert=to_pixels, labels=asked_classes(model, args.nn_rows))
     samples = x[: args.nn_rows]
-    real = torch.from_numpy(np.array(info(dcfg).load(dcfg, 0), copy=True))  # frombuffer arrays are read-only
+    real = features.real_images(dcfg)  # a folder's pack is read mapped, not copied
     if tuple(real.shape[1:]) != tuple(samples.shape[1:]):
         raise ConfigError(
             f"the samples are {tuple(samples.shape[1:])} (C x H x W) but {dcfg.name} {dcfg.split} images are "
@@ -213,6 +239,7 @@ def check_args(args) -> None:
     check_choice("--dataset", args.dataset, DATASETS)
     check_choice("--split", args.split, SPLITS)
     check_choice("--features", args.features, FEATURES)
+    check_choice("--data-labels", args.data_labels, ("none", "subfolders"))
     options.at_least("-n", args.n, 2, "a number of samples")
     options.at_least("--batch-size", args.batch_size, 1)
     if args.pr_samples <= PR_K:
@@ -233,15 +260,23 @@ def check_args(args) -> None:
 def npz_target(args, target: Path) -> tuple[torch.Tensor, DatasetConfig]:
     """The images of an .npz of samples and the dataset they are scored against."""
     if args.dataset is None:
-        raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(IMAGE_SHAPES)}")
-    if args.dataset not in IMAGE_SHAPES:
+        raise ConfigError(f"{target} is an .npz of samples: pass --dataset; accepted: {', '.join(SCORED_IMAGES)}")
+    if args.dataset not in SCORED_IMAGES:
         raise ConfigError(
-            f"--dataset {args.dataset} cannot score an .npz of images; accepted: {', '.join(IMAGE_SHAPES)}"
+            f"--dataset {args.dataset} cannot score an .npz of images; accepted: {', '.join(SCORED_IMAGES)}"
         )
+    if args.dataset == "folder" and args.data_path is None:
+        raise ConfigError("--dataset folder needs --data-path DIR, the folder of real images to score against")
     if not target.is_file():
         raise ConfigError(f"{target} does not exist; pass a checkpoint, a run folder or an .npz of samples")
     x = load_npz(target, args.dataset)[: args.n]
-    return x, DatasetConfig(name=args.dataset, root=args.data_root or default_data_root(), split=args.split or "train")
+    dcfg = DatasetConfig(name=args.dataset, root=args.data_root or default_data_root(), split=args.split or "train")
+    if args.dataset == "folder":
+        # channels=auto, as a run packs it by default: the pack is shared with training's
+        dcfg = dataclasses.replace(
+            dcfg, path=args.data_path, resolution=x.shape[-1], channels="auto", labels=args.data_labels or "none"
+        )
+    return x, dcfg
 
 
 def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenerator, DatasetConfig, int | None]:
@@ -255,6 +290,12 @@ def model_target(args, target: Path, device: torch.device) -> tuple[LoadedGenera
         )
     dcfg.root = args.data_root or dcfg.root
     dcfg.split = args.split or dcfg.split
+    if dcfg.name == "folder":
+        dcfg.path = args.data_path or dcfg.path
+        dcfg.labels = args.data_labels or dcfg.labels
+    elif args.data_path is not None or args.data_labels is not None:
+        flag = "--data-path" if args.data_path is not None else "--data-labels"
+        raise ConfigError(f"{flag} is for dataset=folder and the checkpoint trained on {dcfg.name}; leave it out")
     return model, dcfg, model.step
 
 
@@ -298,20 +339,26 @@ def score_images(args, x, model, dcfg: DatasetConfig, device: torch.device, repo
     report["n"] = len(x)
     if args.features == "inception":
         return score_inception(args, x, dcfg, device, report)
-    fm = features.load_or_fit(dcfg, device)
+    task = features.choose(dcfg, args.features)
+    fm = features.load_or_fit(dcfg, device, task=task)
     result = image_metrics(x, fm, device, args.batch_size, args.pr_samples, args.seed, labels=labels)
     report.update(
-        features="ganctl",
+        features=task,
         feature_net={"path": str(fm.path), "sha256": fm.checksum, "heldout_accuracy": fm.accuracy},
         metrics=result,
     )
+    net = f"{dcfg.name}/{dcfg.split}" + (" rotation" if task == features.SELFSUP else "")
+    classes = ""
+    if task == features.CLASSES:
+        classes = (
+            f"classifier_score {result['classifier_score']:.3f}  "
+            f"classes {result['classes_covered']}/{fm.num_classes} (max share {result['max_class_share']:.3f})  "
+        )
     return (
-        f"fd {result['fd']:.3f}  classifier_score {result['classifier_score']:.3f}  "
-        f"classes {result['classes_covered']}/{features.NUM_CLASSES} "
-        f"(max share {result['max_class_share']:.3f})  precision {result['precision']:.3f}  "
-        f"recall {result['recall']:.3f}  "
+        f"fd {result['fd']:.3f}  kid {result['kid']:.5f} (std {result['kid_std']:.5f})  {classes}"
+        f"precision {result['precision']:.3f}  recall {result['recall']:.3f}  "
         + (f"class_accuracy {result['class_accuracy']:.2%}  " if "class_accuracy" in result else "")
-        + f"(n {len(x)}, feature net {dcfg.name}/{dcfg.split} acc {fm.accuracy:.2%})"
+        + f"(n {len(x)}, {task} features, feature net {net} acc {fm.accuracy:.2%})"
     )
 
 
@@ -339,6 +386,8 @@ def main(argv: list[str]) -> None:
         options.check_truncation(args, model)
         x, source = None, model.path
         report.update(kind="checkpoint", step=step, ema=model.ema, truncation=args.truncation)
+    if dcfg.name == "folder" and dcfg.split != "train":
+        raise ConfigError(f"--split {dcfg.split}: a folder has one split; accepted: train (or leave it out)")
     report.update(dataset=dcfg.name, split=dcfg.split)
     pixels = kinds.of(dcfg).pixels
     if args.nn:

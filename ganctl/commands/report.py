@@ -151,6 +151,7 @@ RUN_PANELS = {
     "loss": {"d_loss": "D loss (d_loss)", "g_loss": "G loss (g_loss)"},
     "D(x) and D(G(z))": {"d_real": "D(x), real (d_real)", "d_fake": "D(G(z)), fake (d_fake)"},
     "fd": {"fd": "Frechet distance (fd)"},
+    "kid": {"kid": "kernel distance, unbiased (kid)"},
     "w1": {"w1": "Wasserstein-1 to the target (w1)"},
 }
 MAX_FRAMES = 100  # a long run's GIF keeps an even spread of its pictures, the first and the last

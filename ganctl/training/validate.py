@@ -49,7 +49,8 @@ def _choices() -> dict[str, list[str]]:
         "trainer.cpu_matmul": list(CPU_MATMULS),
         "trainer.backward": list(BACKWARDS),
         "trainer.compile_mode": ["default", "reduce-overhead", "max-autotune"],
-        "trainer.eval_metric": ["auto", "fd", "w1"],
+        "trainer.eval_metric": ["auto", "fd", "kid", "w1"],
+        "trainer.eval_features": ["auto", "ganctl", "selfsup", "inception"],
     }
 
 
@@ -242,12 +243,17 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
     if m.d_features == "moments" and kind != POINTS_1D:
         bad("model.d_features", m.d_features, "'moments' only with dataset=gaussian1d, else 'none'")
     metric = t.eval_metric
-    if d.name == "folder" and t.eval_every is not None:
+    if t.eval_features == "inception":
+        # The Inception weights are a download or a user's file, checked when `ganctl eval` runs;
+        # a run must not fail at its first evaluation, after minutes of training, for want of them.
         bad(
-            "trainer.eval_every",
-            t.eval_every,
-            "null for dataset=folder (ganctl's feature nets cover the named datasets)",
+            "trainer.eval_features",
+            "inception",
+            "auto, ganctl or selfsup during training (score Inception FID after the run: ganctl eval RUN "
+            "--features inception)",
         )
+    elif t.eval_features == "ganctl" and kind == IMAGES and not has_labels(d):
+        bad("trainer.eval_features", "ganctl", "selfsup or auto for data without class labels")
     if kind == POINTS_2D:
         # The in-training evaluator scores images (FD) or the 1-D Gaussian (W1); the mixtures' mode
         # counts come from `ganctl eval` after the run.
@@ -256,7 +262,7 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
         if metric != "auto":
             bad("trainer.eval_metric", metric, f"auto for dataset={d.name}")
     elif metric != "auto" and (metric == "w1") != (kind == POINTS_1D):
-        bad("trainer.eval_metric", metric, "fd for images, w1 for dataset=gaussian1d, or auto")
+        bad("trainer.eval_metric", metric, "fd or kid for images, w1 for dataset=gaussian1d, or auto")
     if m.conditional and not has_labels(d):
         bad(
             "model.conditional",

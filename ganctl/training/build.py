@@ -131,7 +131,9 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
-    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision, state.augment)
+    gan = make_step(
+        cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision, state.augment
+    )
     gan.d_updates = state.step * t.d_steps  # lazy penalties stay on the same updates after a resume
     evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))

@@ -316,7 +316,8 @@ class AutogradStep(GANStep):
             yc = None if y is None else y[c]
             with self._chunk(i):
                 with frozen(self.d_params), self.precision.autocast():
-                    loss = self._share(self.loss.g(self._D(self.D_g_phase, self.augment(self._G(z[c], yc)), yc).float()))
+                    scores = self._D(self.D_g_phase, self.augment(self._G(z[c], yc)), yc).float()
+                    loss = self._share(self.loss.g(scores))
                 if i == 0:
                     self.opt_g.zero_grad(set_to_none=True)
                 self.precision.scale("g", loss).backward(inputs=self.g_params)

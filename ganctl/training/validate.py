@@ -279,7 +279,8 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
     if t.augment_p == "auto" and cfg.loss.name not in ADAPTIVE_LOSSES:
         # r_t = E[sign(D(real))] needs 0 to be D's boundary between real and fake: a critic's scores
         # have no fixed offset (wgan_gp), LSGAN's targets are 0 and 1.
-        bad("trainer.augment_p", "auto", f"a fixed number with loss={cfg.loss.name} (auto: {', '.join(ADAPTIVE_LOSSES)})")
+        auto = ", ".join(ADAPTIVE_LOSSES)
+        bad("trainer.augment_p", "auto", f"a fixed number with loss={cfg.loss.name} (auto: {auto})")
     per_device = t.batch_size // max(1, t.devices)
     if t.batch_gpu is not None and t.batch_gpu >= 1 and per_device % t.batch_gpu:
         bad(

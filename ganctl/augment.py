@@ -117,13 +117,16 @@ class Augment:
     device that `observe` and `adjust` steer without host syncs: read it once per log row.
     """
 
-    def __init__(self, names: Sequence[str], p: float | str, device: torch.device, batch: int):
+    def __init__(
+        self, names: Sequence[str], p: float | str, device: torch.device, batch: int, target: float = ADA_TARGET
+    ):
         self.ops = [AUGMENTS[n] for n in AUGMENTS if n in names]
         self.adaptive = p == "auto"
         self.p: float | Tensor = torch.zeros((), device=device) if self.adaptive else float(p)
         self.max_p = ADA_MAX_P_LEAKY if any(n in LEAKY for n in names) else 1.0
         self.step = batch * ADA_INTERVAL / ADA_SPEED_IMGS  # batch: the global one, over every replica
         self.signs = torch.zeros(2, device=device)  # sum of sign(D(real)), number of scores
+        self.target = target
 
     def __call__(self, x: Tensor) -> Tensor:
         for fn in self.ops:
@@ -140,10 +143,10 @@ class Augment:
         self.signs += torch.stack([s.sign().sum(), torch.tensor(float(s.numel()), device=s.device)])
 
     def adjust(self, reduce: Callable[[Tensor], Tensor] = lambda t: t) -> None:
-        """Move p one step towards r_t = ADA_TARGET; `reduce` sums the counts over replicas."""
+        """Move p one step towards r_t = target; `reduce` sums the counts over replicas."""
         signs = reduce(self.signs)
         r_t = signs[0] / signs[1].clamp(min=1)
-        self.p.add_(torch.sign(r_t - ADA_TARGET) * self.step).clamp_(0.0, self.max_p)
+        self.p.add_(torch.sign(r_t - self.target) * self.step).clamp_(0.0, self.max_p)
         self.signs.zero_()
 
     def state_dict(self) -> dict:
@@ -154,8 +157,14 @@ class Augment:
         self.signs.copy_(state["signs"])
 
 
-def policy(names: Sequence[str], p: float | str = 1.0, device: torch.device | None = None, batch: int = 1):
+def policy(
+    names: Sequence[str],
+    p: float | str = 1.0,
+    device: torch.device | None = None,
+    batch: int = 1,
+    target: float = ADA_TARGET,
+) -> Augment | None:
     """The transforms of `names` at probability `p` (a number or "auto"), or None for none."""
     if not any(n in names for n in AUGMENTS):
         return None
-    return Augment(names, p, device or torch.device("cpu"), batch)
+    return Augment(names, p, device or torch.device("cpu"), batch, target)

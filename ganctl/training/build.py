@@ -318,4 +318,4 @@ def make_step(
 def run_augment(cfg: RunConfig, device: torch.device) -> augment.Augment | None:
     """trainer.augment at trainer.augment_p; `auto` steps p by the global batch (all replicas' scores)."""
     t = cfg.trainer
-    return augment.policy(t.augment, t.augment_p, device, t.batch_size)
+    return augment.policy(t.augment, t.augment_p, device, t.batch_size, t.augment_target)

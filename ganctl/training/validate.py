@@ -188,6 +188,8 @@ def _value_problems(cfg: RunConfig) -> list[str]:
     p = t.augment_p
     if p != "auto" and (isinstance(p, (bool, str)) or not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0)):
         bad("trainer.augment_p", p, "a probability in [0, 1], or auto (adaptive, Karras et al. 2020)")
+    if not 0.0 < t.augment_target < 1.0:
+        bad("trainer.augment_target", t.augment_target, "a number in (0, 1), e.g. 0.6 (ADA's)")
     if t.batch_gpu is not None and t.batch_gpu < 1:
         bad("trainer.batch_gpu", t.batch_gpu, "an integer >= 1 that divides the per-device batch, or null")
     return problems

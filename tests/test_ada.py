@@ -128,6 +128,7 @@ def test_batch_gpu_chunks_give_the_full_batch_result(mnist_root, tmp_path):
         (["trainer.batch_gpu=0"], "trainer.batch_gpu=0"),
         (["trainer.augment_p=1.5"], "trainer.augment_p=1.5 is invalid; accepted: a probability in [0, 1], or auto"),
         (["trainer.augment_p=often"], "trainer.augment_p='often'"),
+        (["trainer.augment_target=1.0"], "trainer.augment_target=1.0 is invalid; accepted: a number in (0, 1)"),
         (["trainer.augment=[]", "trainer.augment_p=auto"], "a number unless trainer.augment lists transforms"),
         (["loss=wgan_gp", "trainer.augment_p=auto"], "a fixed number with loss=wgan_gp (auto: bce, minimax, hinge)"),
         (["trainer.augment=[mirror]"], "trainer.augment='mirror' is invalid; accepted: a list of xflip, rotate90"),

@@ -132,7 +132,14 @@ class TrainerConfig:
     # seen so far so that early averages do not hold on to the random initial weights
     ema_half_life: Optional[float] = None
     ema_warmup: Optional[float] = None
-    augment: List[str] = field(default_factory=list)  # DiffAugment: any of color, translation, cutout
+    # DiffAugment/ADA transforms of D's inputs: any of xflip, rotate90, color, translation, cutout
+    augment: List[str] = field(default_factory=list)
+    # each transform's probability per sample: a number in [0, 1], or "auto" (ADA steers it from 0)
+    augment_p: Any = 1.0
+    # auto's target for E[sign(D(real))]: p rises while D's real scores are more often positive
+    augment_target: float = 0.6
+    # per-device batch computed in chunks of batch_gpu with accumulated gradients; null: in one piece
+    batch_gpu: Optional[int] = None
     devices: int = 1
     eval_every: Optional[int] = None
     eval_samples: int = 2000

@@ -190,3 +190,36 @@ def test_nan_skip_mode_counts_and_gives_up(mnist_root, tmp_path):
 
     with pytest.raises(Diverged, match="3 steps in a row"):
         run(cfg, tmp_path / "s")
+
+
+def test_adaptive_augmentation_resumes_exactly(mnist_root, tmp_path):
+    """trainer.augment_p=auto: p and the scores counted towards its next adjustment are training
+    state. Split at step 9, inside an ADA interval (4 D updates), so both must come back."""
+    base = [
+        "+experiment=mnist_best",
+        f"dataset.root={mnist_root}",
+        "dataset.split=test",
+        "model.width=8",
+        "trainer.batch_size=16",
+        "optim.schedule=constant",  # the recipe's linear decay depends on trainer.steps, which the split run changes
+        "trainer.augment_p=auto",
+        "trainer.augment=[xflip,rotate90,translation]",
+        "trainer.progress=false",
+        "trainer.log_every=1",
+    ]
+    run(compose(*base, "trainer.steps=14"), tmp_path / "straight")
+    run(compose(*base, "trainer.steps=9"), tmp_path / "split")
+    first = checkpoint.load(tmp_path / "split")
+    assert first["augment"]["signs"][1] == 16  # one D update's scores counted since the last adjustment
+    cfg, _ = resume_config(first, ["trainer.steps=14"])
+    run(cfg, tmp_path / "split", resume=first)
+    straight, split = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
+    assert_same_state(straight, split)
+    for key in ("p", "signs"):
+        assert torch.equal(straight["augment"][key], split["augment"][key]), key
+    # D grows sure of the real images in these first steps: p rose at steps 8 and 12 (measured), so
+    # a resume that lost p (0 again at step 9) would end one step lower.
+    assert float(first["augment"]["p"]) > 0
+    assert float(split["augment"]["p"]) == pytest.approx(2 * 16 * 4 / 100_000)
+    column = lambda folder: [r.split(",")[-3] for r in (folder / "metrics.csv").read_text().splitlines()]  # noqa: E731
+    assert column(tmp_path / "split") == column(tmp_path / "straight")

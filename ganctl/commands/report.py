@@ -150,6 +150,7 @@ def curves(sweep_dir: Path, rows: list[dict]) -> Image.Image:
 RUN_PANELS = {
     "loss": {"d_loss": "D loss (d_loss)", "g_loss": "G loss (g_loss)"},
     "D(x) and D(G(z))": {"d_real": "D(x), real (d_real)", "d_fake": "D(G(z)), fake (d_fake)"},
+    "augmentation": {"augment_p": "probability of each transform (augment_p)"},
     "fd": {"fd": "Frechet distance (fd)"},
     "kid": {"kid": "kernel distance, unbiased (kid)"},
     "w1": {"w1": "Wasserstein-1 to the target (w1)"},

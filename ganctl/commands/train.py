@@ -94,6 +94,7 @@ def log_row(
         "d_fake": stats.d_fake,
         "grad_norm": stats.grad_norm,
         "nan_skips": nan_skips,
+        "augment_p": s.augment_p,
         "time": round(elapsed, 3),
         "steps_per_s": round(rate, 2),
     }

@@ -118,6 +118,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     ema = make_ema(cfg, G)
     state = TrainingState(cfg, G, D, opt_g, opt_d, sampler, fixed_z, data.shape, device, ema, fixed_y, data.classes)
     state.fast_path = paths.as_dict(device)
+    state.augment = run_augment(cfg, device)  # its adaptive p is training state: the checkpoint keeps it
     if resume is not None:
         state.load_state_dict(resume)
         if state.step >= steps:
@@ -130,7 +131,9 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         # latents. A multi-process resume continues statistically, not bit for bit.
         torch.manual_seed(cfg.seed + 7919 * rank.rank + 104729 * state.step)
         sampler.perm = None  # a resumed replica must not replay rank 0's saved permutation
-    gan = make_step(cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision)
+    gan = make_step(
+        cfg, G, D, opt_g, opt_d, device, rank, batch, paths.backward, n_classes, paths.precision, state.augment
+    )
     gan.d_updates = state.step * t.d_steps  # lazy penalties stay on the same updates after a resume
     evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
     return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
@@ -260,9 +263,11 @@ def make_step(
     backward: str,
     n_classes: int = 0,
     precision: str | None = None,
+    aug: augment.Augment | None = None,
 ) -> GANStep:
     """A GANStep of the given implementation ("manual" or "autograd") around G, D and their optimisers,
-    in `precision` (default trainer.precision; with `auto`, fast_paths resolves it)."""
+    in `precision` (default trainer.precision; with `auto`, fast_paths resolves it), augmenting
+    with `aug` (default: a new one of trainer.augment at trainer.augment_p)."""
     t = cfg.trainer
     common = dict(
         G=G,
@@ -281,12 +286,13 @@ def make_step(
     shuffled = cfg.loss.d_batch == "shuffled"
     if backward == "manual":
         return ManualStep(**common, shuffled=shuffled)
-    G_run, D_run = G, D
+    G_run, D_run, ddp = G, D, ()
     if rank.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
         G_run, D_run = DDP(G, device_ids=ids), DDP(D, device_ids=ids)  # broadcasts rank 0's weights
+        ddp = (G_run, D_run)
     # The penalty differentiates D twice, which torch.compile's AOTAutograd refuses: it scores
     # the interpolates with D uncompiled (inside DDP, so its gradients are reduced with the loss's).
     D_penalty, D_g_phase = D_run, D
@@ -302,6 +308,14 @@ def make_step(
         D_penalty=D_penalty,
         joint=rows_independent(D),
         shuffled=shuffled,
-        augment=augment.policy(t.augment),
+        augment=aug if aug is not None else run_augment(cfg, device),
         cuda_graphs=t.compile and t.compile_mode != "default" and device.type == "cuda",
+        batch_gpu=t.batch_gpu,
+        ddp=ddp,
     )
+
+
+def run_augment(cfg: RunConfig, device: torch.device) -> augment.Augment | None:
+    """trainer.augment at trainer.augment_p; `auto` steps p by the global batch (all replicas' scores)."""
+    t = cfg.trainer
+    return augment.policy(t.augment, t.augment_p, device, t.batch_size, t.augment_target)

@@ -103,6 +103,7 @@ def unsupported(cfg: RunConfig, world: int | None = None) -> str | None:
         (m.d_spectral_norm, "model.d_spectral_norm=true"),
         (m.conditional, "model.conditional=true"),
         (bool(t.augment), f"trainer.augment={list(t.augment)} (only [])"),
+        (t.batch_gpu is not None, f"trainer.batch_gpu={t.batch_gpu} (chunks accumulate through autograd; only null)"),
         (t.precision not in ("fp32", "auto"), f"trainer.precision={t.precision} (only fp32)"),
         (t.compile, "trainer.compile=true"),
         (world is None and t.devices > 1, f"trainer.devices={t.devices} (DDP reduces gradients through autograd)"),

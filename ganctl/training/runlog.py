@@ -30,6 +30,8 @@ def metric_fields(cfg: RunConfig, eval_fields: list[str]) -> list[str]:
         fields.append("grad_norm")
     if cfg.trainer.on_nan == "skip":
         fields.append("nan_skips")
+    if cfg.trainer.augment:
+        fields.append("augment_p")  # each transform's probability; trainer.augment_p=auto moves it
     return fields + eval_fields + ["time", "steps_per_s"]
 
 

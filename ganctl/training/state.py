@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ganctl.augment import Augment
 from ganctl.config import RunConfig, to_dict
 from ganctl.data import BatchSampler
 from ganctl.devices import rng_state, set_rng_state
@@ -52,6 +53,12 @@ class TrainingState:
     best: float | None = None  # the best evaluation score so far (lower is better)
     # The fast-path pick (fast_paths.Paths.as_dict): a resume keeps it, since it changes the numbers.
     fast_path: dict | None = None
+    augment: Augment | None = None  # D's augmentation; with trainer.augment_p=auto, its p is state
+
+    @property
+    def augment_p(self) -> float | None:
+        """The augmentation probability now (a host sync for `auto`: once per log row), or None."""
+        return None if self.augment is None else round(float(self.augment.p), 6)
 
     @property
     def G_sample(self) -> nn.Module:
@@ -77,6 +84,8 @@ class TrainingState:
             "classes": None if self.classes is None else list(self.classes),
             "best_metric": self.best,
             "fast_path": self.fast_path,
+            # trainer.augment_p=auto's p and its part-counted interval (checkpoints before it: absent)
+            "augment": self.augment.state_dict() if self.augment is not None and self.augment.adaptive else None,
         }
 
     def load_state_dict(self, ckpt: dict) -> None:
@@ -105,6 +114,8 @@ class TrainingState:
         if ckpt.get("fixed_y") is not None:
             self.fixed_y = ckpt["fixed_y"].to(self.device)
         self.step = int(ckpt["step"])
+        if self.augment is not None and self.augment.adaptive and ckpt.get("augment") is not None:
+            self.augment.load_state_dict(ckpt["augment"])  # else (a fixed p before) auto starts at 0
         self.best = ckpt.get("best_metric")
         if self.ema is not None:
             self.ema.updates = self.step * self.cfg.trainer.g_steps  # every step made g_steps G updates

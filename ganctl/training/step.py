@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
+from ganctl.augment import ADA_INTERVAL, Augment
 from ganctl.losses import Loss
 from ganctl.training.distributed import Rank
 
@@ -100,6 +101,7 @@ class GANStep:
         self.skip_nonfinite, self.rank, self.device = skip_nonfinite, rank, device
         self._step_d, self._step_g = precision.stepper("d", opt_d), precision.stepper("g", opt_g)
         self.d_updates = 0  # D updates so far, for the lazy R1 (build sets it on resume)
+        self.ada: Augment | None = None  # trainer.augment_p=auto: the augmentation whose p D's scores steer
 
     name = "step"
 
@@ -123,6 +125,10 @@ class GANStep:
         if self._bad(loss):
             return None
         self._step_d()
+        if self.ada is not None:
+            self.ada.observe(stats.real)
+            if self.d_updates % ADA_INTERVAL == 0:
+                self.ada.adjust(self.rank.sum)  # every replica's scores: all replicas keep one p
         return stats
 
     def g_phase(self) -> torch.Tensor | None:
@@ -162,6 +168,14 @@ class AutogradStep(GANStep):
 
     `G_run`/`D_run` are the wrapped modules the phases call; `D_penalty` scores the penalties'
     inputs: D without torch.compile, whose AOTAutograd cannot differentiate twice.
+
+    With trainer.batch_gpu=K each phase runs its batch in chunks of K rows: every loss is a mean
+    over rows, so each chunk's loss is weighted by K / batch and the gradients summed in .grad
+    are the full batch's (up to float summation order). The latents and labels are drawn for the
+    whole batch first, so without batch statistics or random transforms the chunks compute the same
+    function; augmentation and the penalties' interpolates draw per chunk (other draws, the same
+    distribution), batch norm normalises per chunk, and spectral norm's power iteration runs once
+    per forward pass, so once per chunk (docs/ARCHITECTURE.md).
     """
 
     name = "autograd"
@@ -176,22 +190,42 @@ class AutogradStep(GANStep):
         joint: bool,
         shuffled: bool,
         cuda_graphs: bool = False,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        augment: Augment | None = None,
+        batch_gpu: int | None = None,
+        ddp: tuple[nn.Module, ...] = (),
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         # D sees every batch, real or fake, in both phases through the same random augmentation.
         self.augment = augment or (lambda x: x)
+        self.ada = augment if augment is not None and augment.adaptive else None
         # Each penalty's latest gradient norm: a lazy penalty's steps in between log its last one.
         self._norms = [torch.zeros((), device=self.device) for _ in self.loss.penalties]
         # compile_mode=reduce-overhead/max-autotune replay CUDA graphs, whose outputs are overwritten
-        # by the next replay: the log keeps copies, and each phase opens a new graph step.
+        # by the next replay: the log keeps copies, and each phase (each chunk) opens a new graph step.
         self.cuda_graphs = cuda_graphs
         self.G_run, self.D_run, self.D_g_phase, self.D_penalty = G_run, D_run, D_g_phase, D_penalty
         self.joint, self.shuffled = joint, shuffled
         self.g_params = list(self.G.parameters())
         self.d_params = [p for p in self.D.parameters() if p.requires_grad]
         self._no_penalty = torch.zeros((), device=self.device)
+        k = batch_gpu or self.batch
+        self.chunks = [slice(i, i + k) for i in range(0, self.batch, k)]
+        self.ddp = ddp
+
+    def _chunk(self, i: int) -> contextlib.AbstractContextManager:
+        """The context of chunk i's forward and backward: DDP all-reduces the last chunk's only."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        stack = contextlib.ExitStack()
+        if i < len(self.chunks) - 1:
+            for module in self.ddp:
+                stack.enter_context(module.no_sync())
+        return stack
+
+    def _share(self, loss: torch.Tensor) -> torch.Tensor:
+        """A chunk's loss weighted by its share of the batch (unchanged without chunks)."""
+        return loss if len(self.chunks) == 1 else loss * (1.0 / len(self.chunks))
 
     def _G(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.G_run(z) if y is None else self.G_run(z, y)
@@ -226,24 +260,33 @@ class AutogradStep(GANStep):
         return tuple(t.detach().clone() if self.cuda_graphs else t.detach() for t in tensors)
 
     def d_grads(self, real, labels=None, last=True):
-        if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         autocast = self.precision.autocast
-        # A conditional D sees the fake batch under the real batch's labels: the same classes in
-        # both halves, and one label per row for the penalties' interpolates.
-        with torch.no_grad(), autocast():
-            fake = self._G(self.latent(self.batch), labels)
-        with autocast():
-            s_real, s_fake = self.scores(real, fake, labels)
-            loss = self.loss.d(s_real, s_fake)
-            if self.shuffled:
-                loss = 0.5 * loss  # one mean over both halves = half the sum of the two means
-            loss = self._penalised(loss, real, fake, labels)
+        z = self.latent(self.batch)
+        kept = []
+        for i, c in enumerate(self.chunks):
+            y = None if labels is None else labels[c]
+            with self._chunk(i):
+                # A conditional D sees the fake batch under the real batch's labels: the same classes
+                # in both halves, and one label per row for the penalties' interpolates.
+                with torch.no_grad(), autocast():
+                    fake = self._G(z[c], y)
+                with autocast():
+                    s_real, s_fake = self.scores(real[c], fake, y)
+                    loss = self.loss.d(s_real, s_fake)
+                    if self.shuffled:
+                        loss = 0.5 * loss  # one mean over both halves = half the sum of the two means
+                    loss = self._share(self._penalised(loss, real[c], fake, y))
+                if i == 0:
+                    self.opt_d.zero_grad(set_to_none=True)
+                self.precision.scale("d", loss).backward()
+            kept.append(self._kept(loss, s_real, s_fake))
         self.d_updates += 1
-        self.opt_d.zero_grad(set_to_none=True)
-        self.precision.scale("d", loss).backward()
+        losses, reals, fakes = zip(*kept)
+        loss = losses[0] if len(kept) == 1 else torch.stack(losses).sum()
+        # With a lazy penalty, its latest norm: the last chunk's on the update it was due.
         grad_norm = self._norms[-1] if self._norms else self._no_penalty
-        return loss, DStats(*self._kept(loss, s_real, s_fake, grad_norm))
+        whole = (lambda parts: parts[0]) if len(kept) == 1 else torch.cat
+        return loss, DStats(loss, whole(reals), whole(fakes), *self._kept(grad_norm))
 
     def _penalised(
         self, loss: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None
@@ -263,15 +306,20 @@ class AutogradStep(GANStep):
         return loss
 
     def g_grads(self):
-        if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         # D's weights are constants in this phase. Recording no gradient for them skips their dW
         # products even in custom autograd functions (oneDNN Linear), which cannot see
         # backward's inputs= pruning. D_g_phase is D outside DDP: nothing of D's to all-reduce.
-        with frozen(self.d_params), self.precision.autocast():
-            z = self.latent(self.batch)
-            y = torch.randint(self.n_classes, (self.batch,), device=self.device) if self.n_classes else None
-            loss = self.loss.g(self._D(self.D_g_phase, self.augment(self._G(z, y)), y).float())
-        self.opt_g.zero_grad(set_to_none=True)
-        self.precision.scale("g", loss).backward(inputs=self.g_params)
-        return self._kept(loss)[0] if self.cuda_graphs else loss
+        z = self.latent(self.batch)
+        y = torch.randint(self.n_classes, (self.batch,), device=self.device) if self.n_classes else None
+        losses = []
+        for i, c in enumerate(self.chunks):
+            yc = None if y is None else y[c]
+            with self._chunk(i):
+                with frozen(self.d_params), self.precision.autocast():
+                    scores = self._D(self.D_g_phase, self.augment(self._G(z[c], yc)), yc).float()
+                    loss = self._share(self.loss.g(scores))
+                if i == 0:
+                    self.opt_g.zero_grad(set_to_none=True)
+                self.precision.scale("g", loss).backward(inputs=self.g_params)
+            losses.append(self._kept(loss)[0] if self.cuda_graphs else loss)
+        return losses[0] if len(losses) == 1 else torch.stack([x.detach() for x in losses]).sum()

@@ -186,6 +186,13 @@ def _value_problems(cfg: RunConfig) -> list[str]:
     for name in t.augment:
         if name not in AUGMENTS:
             bad("trainer.augment", name, f"a list of {', '.join(AUGMENTS)} (e.g. [translation,cutout]), or []")
+    p = t.augment_p
+    if p != "auto" and (isinstance(p, (bool, str)) or not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0)):
+        bad("trainer.augment_p", p, "a probability in [0, 1], or auto (adaptive, Karras et al. 2020)")
+    if not 0.0 < t.augment_target < 1.0:
+        bad("trainer.augment_target", t.augment_target, "a number in (0, 1), e.g. 0.6 (ADA's)")
+    if t.batch_gpu is not None and t.batch_gpu < 1:
+        bad("trainer.batch_gpu", t.batch_gpu, "an integer >= 1 that divides the per-device batch, or null")
     return problems
 
 
@@ -207,6 +214,7 @@ def _optim_problems(cfg: RunConfig) -> list[str]:
 
 
 LOGGERS = ("csv", "tensorboard")
+ADAPTIVE_LOSSES = ("bce", "minimax", "hinge")  # whose D scores are logits or margins around 0
 
 
 def _logger_problems(cfg: RunConfig) -> list[str]:
@@ -274,6 +282,21 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
         bad("dataset.xflip", True, f"false for dataset={d.name} (mirroring doubles a set of images)")
     if t.augment and kind != IMAGES:
         bad("trainer.augment", list(t.augment), f"[] for dataset={d.name} (augmentation transforms images)")
+    if t.augment_p == "auto" and not t.augment:
+        bad("trainer.augment_p", "auto", "a number unless trainer.augment lists transforms, e.g. [translation]")
+    if t.augment_p == "auto" and cfg.loss.name not in ADAPTIVE_LOSSES:
+        # r_t = E[sign(D(real))] needs 0 to be D's boundary between real and fake: a critic's scores
+        # have no fixed offset (wgan_gp), LSGAN's targets are 0 and 1.
+        auto = ", ".join(ADAPTIVE_LOSSES)
+        bad("trainer.augment_p", "auto", f"a fixed number with loss={cfg.loss.name} (auto: {auto})")
+    per_device = t.batch_size // max(1, t.devices)
+    if t.batch_gpu is not None and t.batch_gpu >= 1 and per_device % t.batch_gpu:
+        bad(
+            "trainer.batch_gpu",
+            t.batch_gpu,
+            f"a divisor of the per-device batch {per_device} (trainer.batch_size={t.batch_size} over "
+            f"{t.devices} device(s)), or null",
+        )
     if m.arch == "dcgan" and kind != IMAGES:
         bad("model.arch", m.arch, f"mlp for dataset={d.name} (dcgan needs images)")
     if kind == POINTS_2D and m.g_out != "none":

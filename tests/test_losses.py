@@ -118,7 +118,7 @@ def d_step(D, loss, *loss_overrides, shuffled=False, joint=False):
 
 def d_loss(step, real, fake):
     """D's loss and log stats for a given fake batch (the step normally draws it from G)."""
-    step.G_run, step.latent = (lambda z: fake), (lambda n: None)
+    step.G_run, step.latent = (lambda z: fake), (lambda n: torch.zeros(len(fake), 1))
     return step.d_grads(real, last=True)
 
 

@@ -209,8 +209,10 @@ class AutogradStep(GANStep):
         self.g_params = list(self.G.parameters())
         self.d_params = [p for p in self.D.parameters() if p.requires_grad]
         self._no_penalty = torch.zeros((), device=self.device)
-        k = batch_gpu or self.batch
-        self.chunks = [slice(i, i + k) for i in range(0, self.batch, k)]
+        # Without batch_gpu one chunk, the whole batch, whatever its size.
+        self.chunks = (
+            [slice(None)] if not batch_gpu else [slice(i, i + batch_gpu) for i in range(0, self.batch, batch_gpu)]
+        )
         self.ddp = ddp
 
     def _chunk(self, i: int) -> contextlib.AbstractContextManager:

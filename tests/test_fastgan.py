@@ -76,12 +76,13 @@ def test_other_resolutions_are_one_line(side, capsys, tmp_path):
 
 
 def test_trains_and_samples_at_64px(tmp_path):
-    """The image recipe's pieces together: R1 every update, DiffAugment, G_ema, bf16 autocast on CPU."""
+    """The image recipe's pieces together, class-conditional: R1 every update, DiffAugment, G_ema,
+    bf16 autocast on CPU."""
     folder = tmp_path / "imgs"
-    folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(16):
-        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(folder / f"{i}.png")
+        (folder / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(folder / "ab"[i % 2] / f"{i}.png")
     run = tmp_path / "run"
     proc = run_cli(
         "train",
@@ -89,7 +90,9 @@ def test_trains_and_samples_at_64px(tmp_path):
         f"dataset.path={folder}",
         f"dataset.root={tmp_path / 'data'}",
         "dataset.resolution=64",
+        "dataset.labels=subfolders",
         "model=fastgan",
+        "model.conditional=true",
         "model.width=2",
         "loss.r1_gamma=0.05",
         "loss.r1_every=1",
@@ -111,7 +114,7 @@ def test_trains_and_samples_at_64px(tmp_path):
         for key in ("d_loss", "g_loss", "grad_norm"):
             assert math.isfinite(float(row[key])), row
     assert float(rows[-1]["grad_norm"]) > 0  # R1 ran: its gradient norm is logged
-    proc = run_cli("sample", str(run), "-n", "4", "-o", str(tmp_path / "x.png"))
+    proc = run_cli("sample", str(run), "--class", "b", "-n", "4", "-o", str(tmp_path / "x.png"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     with Image.open(tmp_path / "x.png") as grid:
         assert grid.size == (2 * (64 + 2) + 2,) * 2  # 2 x 2 samples with 2-pixel borders

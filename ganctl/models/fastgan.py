@@ -24,7 +24,6 @@ into a class-conditional batch norm.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganctl.config import ModelConfig

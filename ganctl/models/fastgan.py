@@ -7,16 +7,17 @@ maps at 64, 128 and 256 px are scaled channel by channel by a gate computed from
 smaller (4, 8, 16 px), a cheap long skip that carries the global layout to the fine layers.
 
 D: a strided conv4x4 on the image, then one residual down-block per halving to the base map
-(main: conv4x4 stride 2, conv3x3; skip: 2x2 average pool, conv1x1; averaged), then a ReLU and the
-sum over the pixels as features and a Linear score.
+(main: conv4x4 stride 2, conv3x3; skip: 2x2 average pool, conv1x1; averaged; LeakyReLU 0.2), then
+the sum over the pixels as features and a Linear score.
 
 Left out of the paper's nets, on purpose:
 - D's small reconstruction decoders and their loss: they need a loss term the shared GAN step does
   not have; spectral norm, R1 and DiffAugment are this D's regularisers instead.
 - batch norm in D: R1 and the projection head need each image scored on its own (spectral norm,
   model.d_spectral_norm=true in conf/model/fastgan.yaml, is D's normaliser instead).
-- G's noise injection and D's skip-layer excitation and 128 px side branch: small gains in the
-  paper's ablation, more code and compute here.
+- G's noise injection: G(z) would no longer be a function of z (ganctl sample and interpolate
+  replay latents), and the excitation already carries the layout.
+- D's skip-layer excitation and 128 px side branch: more code and compute per step on a CPU.
 G keeps its batch norms (model.g_norm=batch; none drops them): model.conditional=true turns each
 into a class-conditional batch norm.
 """

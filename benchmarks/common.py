@@ -284,6 +284,18 @@ def fake_svhn(n: int, seed: int = 0) -> np.ndarray:
     return (255 * blob[..., None] * colour).astype(np.uint8)
 
 
+def write_image_folder(folder: Path, side: int, n: int, seed: int = 0) -> Path:
+    """n RGB PNGs of side x side px: smooth random colour fields, for dataset=folder at any size."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)  # upsampled: blobs, not noise
+        Image.fromarray(coarse).resize((side, side), Image.BICUBIC).save(folder / f"{i:04d}.png")
+    return folder
+
+
 def write_svhn_mat(root: Path, split: str, images: np.ndarray, seed: int = 0) -> Path:
     """Write N x 32 x 32 x 3 uint8 images as ROOT/SVHN/SPLIT_32x32.mat in SVHN's real format.
 

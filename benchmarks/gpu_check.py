@@ -21,6 +21,9 @@ not stop the others. Steps, in order:
                       compilation, so the rate is of the compiled loop)
   memory              benchmarks/memory.py on the device (peak RSS and CUDA memory of a 60k run)
   ddp                 mnist_bce with trainer.devices=2, only with 2 or more GPUs (CPU/gloo in --dry-run)
+  fastgan_128, fastgan_256   model=fastgan (width 32, batch 64, precision auto) on a folder of
+                      generated images at 128 and 256 px: steps/s and peak CUDA memory of an
+                      in-process run (a child); --dry-run: width 2, batch 4 at 32 and 64 px
   bce_reduce_overhead trainer.compile=true with compile_mode=reduce-overhead (CUDA graphs): last,
                       as it is the slowest to compile; CUDA only
 
@@ -59,6 +62,8 @@ STEP_NAMES = [
     "bce_compile",
     "memory",
     "ddp",
+    "fastgan_128",
+    "fastgan_256",
     "bce_reduce_overhead",
 ]
 
@@ -74,6 +79,9 @@ class Sizes:
     compile_steps: tuple[int, int] = (600, 200)
     svhn_steps: tuple[int, int] = (300, 100)
     svhn_batch: int = 64
+    # fastgan_SIZE: trained side per step name, width, batch, (total steps, log interval)
+    fastgan_sides: dict = field(default_factory=lambda: {"fastgan_128": 128, "fastgan_256": 256})
+    fastgan: tuple[int, int, int, int] = (32, 64, 300, 100)
     limits: dict = field(
         default_factory=lambda: {
             "versions": 60,
@@ -85,6 +93,8 @@ class Sizes:
             "bce_compile": 150,
             "memory": 120,
             "ddp": 120,
+            "fastgan_128": 90,
+            "fastgan_256": 120,
             "bce_reduce_overhead": 150,
         }
     )
@@ -99,6 +109,8 @@ def dry_sizes() -> Sizes:
         compile_steps=(4, 2),
         svhn_steps=(2, 1),
         svhn_batch=8,
+        fastgan_sides={"fastgan_128": 32, "fastgan_256": 64},
+        fastgan=(2, 4, 4, 2),
     )
     s.limits = {name: 90 for name in STEP_NAMES}
     return s
@@ -175,6 +187,8 @@ class Check:
         self.mnist_root = tmp / "data"
         common.write_mnist_idx(self.mnist_root, "test", common.blob_digits(self.sizes.mnist_images))
         common.write_svhn_mat(self.mnist_root, "train", common.fake_svhn(self.sizes.svhn_images))
+        self.folder = tmp / "folder"
+        common.write_image_folder(self.folder, max(self.sizes.fastgan_sides.values()), n=256)
         say(
             f"data: {self.sizes.mnist_images} MNIST-shaped and {self.sizes.svhn_images} SVHN-shaped images "
             f"in {self.mnist_root} ({time.perf_counter() - start:.1f} s)"
@@ -341,6 +355,21 @@ class Check:
         # The dry run exercises the same path on CPU (gloo), as the suite's distributed tests do.
         return self.ganctl_run(name, limit, "mnist_bce", self.sizes.bce_steps, self.mnist() + ["trainer.devices=2"])
 
+    def fastgan_step(self, name: str, limit: float) -> dict:
+        width, batch, steps, log_every = self.sizes.fastgan
+        cmd = [sys.executable, __file__, "--child", "fastgan", "--device", self.device, "--data", str(self.folder)]
+        cmd += ["--side", str(self.sizes.fastgan_sides[name]), "--width", str(width), "--batch", str(batch)]
+        cmd += ["--window", str(steps), "--warmup", str(log_every), "--out", str(self.tmp / "runs" / name)]
+        result = run_command(name, cmd, limit, self.logs, self.env)
+        values = child_result(result["output"])
+        if result["status"] == "ok" and values:
+            result["values"] = values
+        else:
+            result["note"] = tail(result["output"], 5)
+        return result
+
+    step_fastgan_128 = step_fastgan_256 = fastgan_step
+
     # Summary ---------------------------------------------------------------------------------------
     def write_summary(self, total_s: float) -> dict:
         failed = [n for n, r in self.results.items() if r["status"] in ("failed", "timeout")]
@@ -450,6 +479,47 @@ def child_bce_pair(args: argparse.Namespace) -> dict:
     }
 
 
+def child_fastgan(args: argparse.Namespace) -> dict:
+    """A model=fastgan run in this process (the image recipe's loss, optimiser and trainer), so
+    that torch.cuda's peak counters see it: steady steps/s and peak CUDA memory."""
+    import torch
+
+    from ganctl.api import compose
+    from ganctl.commands.train import run
+
+    side = args.side
+    cfg = compose(
+        None,
+        "dataset=folder",
+        f"dataset.path={args.data}",
+        f"dataset.root={Path(args.out) / 'data'}",
+        f"dataset.resolution={side}",
+        "model=fastgan",
+        f"model.width={args.width}",
+        f"trainer.batch_size={args.batch}",
+        "trainer.precision=auto",
+        f"trainer.steps={args.window}",
+        f"trainer.log_every={args.warmup}",
+        f"trainer.sample_every={args.window}",
+        f"trainer.ckpt_every={args.window}",
+        "trainer.progress=false",
+        f"trainer.device={args.device}",
+    )
+    cuda = args.device == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    run(cfg, Path(args.out))
+    mb = 2**20
+    return {
+        "side": side,
+        "width": args.width,
+        "batch": args.batch,
+        "steps_per_s": round(common.steady_rate(Path(args.out) / "metrics.csv"), 2),
+        "cuda_peak_alloc_mb": round(torch.cuda.max_memory_allocated() / mb) if cuda else None,
+        "cuda_peak_reserved_mb": round(torch.cuda.max_memory_reserved() / mb) if cuda else None,
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="run every step on CPU at tiny sizes")
@@ -462,15 +532,21 @@ def main() -> int:
     )
     p.add_argument("--skip", nargs="+", default=[], choices=STEP_NAMES, help="steps not to run")
     # Internal: a step's child process.
-    p.add_argument("--child", choices=["versions", "bce_pair"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["versions", "bce_pair", "fastgan"], help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--window", type=int, help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--side", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        values = child_versions() if args.child == "versions" else child_bce_pair(args)
+        if args.child == "versions":
+            values = child_versions()
+        else:
+            values = child_bce_pair(args) if args.child == "bce_pair" else child_fastgan(args)
         print(RESULT_TAG + json.dumps(values), flush=True)
         return 0
 

@@ -253,7 +253,7 @@ def test_gpu_check_dry_run(tmp_path):
     The slowest steps (pytest, torch.compile, memory.py, DDP: each covered elsewhere in the suite)
     are skipped here to keep the test short; --skip records them as skipped.
     """
-    skipped = ["pytest_cuda", "bce_compile", "memory", "ddp"]
+    skipped = ["pytest_cuda", "bce_compile", "memory", "ddp", "fastgan_256"]  # fastgan_128 runs the same child
     proc = subprocess.run(
         [
             sys.executable,
@@ -285,6 +285,8 @@ def test_gpu_check_dry_run(tmp_path):
         "bce_compile",
         "memory",
         "ddp",
+        "fastgan_128",
+        "fastgan_256",
         "bce_reduce_overhead",
     ]
     for name in skipped:
@@ -301,6 +303,10 @@ def test_gpu_check_dry_run(tmp_path):
     for name in ("bce_bf16", "svhn_eager", "svhn_channels_last"):
         assert steps[name]["status"] == "ok", steps[name]
         assert steps[name]["values"]["steps_per_s"] > 0 and steps[name]["values"]["steps"] >= 1
+    fastgan = steps["fastgan_128"]
+    assert fastgan["status"] == "ok", fastgan
+    assert fastgan["values"]["side"] == 32 and fastgan["values"]["steps_per_s"] > 0  # the dry run's tiny side
+    assert fastgan["values"]["cuda_peak_alloc_mb"] is None  # no CUDA in the dry run
     markdown = (tmp_path / "summary.md").read_text()
     assert "| bce_pair | ok |" in markdown and "| memory | skipped |" in markdown
     assert f"**{pair['ratio']:.1f}x**" in markdown

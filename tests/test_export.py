@@ -29,6 +29,7 @@ MODELS = {
     "mlp": ("+experiment=mnist_bce", "model.g_hidden=[32]", "model.d_hidden=[32]"),
     "dcgan": ("+experiment=mnist_best", "model.width=8"),
     "conditional": ("+experiment=mnist_best", "model.width=8", "model.conditional=true"),
+    "fastgan": ("+experiment=mnist_best", "model=fastgan", "model.width=2", "model.conditional=true"),
 }
 # ONNX Runtime's float32 kernels sum in another order than PyTorch's (fused convolutions, other
 # GEMM blocking): measured <= 2e-6 on these [-1, 1] outputs (TorchScript runs PyTorch's own

@@ -76,12 +76,28 @@ def spectral_norm(module: nn.Module) -> nn.Module:
 
 
 # Imported last: the families use the blocks above.
-from ganctl.models import conditional, dcgan, mlp  # noqa: E402
+from ganctl.models import conditional, dcgan, fastgan, mlp  # noqa: E402
 
 MODELS: dict[str, Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]] = {
     "mlp": mlp.build,
     "dcgan": dcgan.build,
+    "fastgan": fastgan.build,
 }
+IMAGE_MODELS = ("dcgan", "fastgan")  # the convolutional families: images only
+
+
+def image_side_problem(arch: str, side: int) -> str | None:
+    """What family `arch` accepts as an image side, when it cannot draw side x side images; else None."""
+    try:
+        base, _ = dcgan.base_size(side, arch)
+    except ValueError:
+        base = 0
+    if arch == "dcgan" and base == 0:
+        return "an even image side of at least 8, e.g. 28, 32, 64 (model.arch=dcgan)"
+    # FastGAN's first map is its ConvTranspose kernel and its excitation gates pool to 4x4.
+    if arch == "fastgan" and not 4 <= base <= 7:
+        return "a side of 4-7 px times a power of two, e.g. 28, 32, 64, 128, 256 (model.arch=fastgan)"
+    return None
 
 
 def rows_independent(D: nn.Module) -> bool:

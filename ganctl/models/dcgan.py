@@ -9,13 +9,13 @@ from ganctl import models
 from ganctl.config import ModelConfig
 
 
-def _base_size(size: int) -> tuple[int, int]:
+def base_size(size: int, family: str = "dcgan") -> tuple[int, int]:
     """Smallest feature map >= 4 that doubles up to `size`: 32 -> (4, 3 ups), 28 -> (7, 2 ups)."""
     base, ups = size, 0
     while base % 2 == 0 and base // 2 >= 4:
         base, ups = base // 2, ups + 1
     if ups == 0:
-        raise ValueError(f"dcgan needs an image side that halves to >= 4 at least once, got {size}")
+        raise ValueError(f"{family} needs an image side that halves to >= 4 at least once, got {size}")
     return base, ups
 
 
@@ -25,7 +25,7 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig, out_shape: tuple[int, ...]):
         super().__init__()
         channels, size = out_shape[0], out_shape[1]
-        self.base, ups = _base_size(size)
+        self.base, ups = base_size(size)
         widths = [cfg.width * 2**i for i in reversed(range(ups))]  # e.g. 256, 128, 64
         self.c0 = widths[0]
         self.project = nn.Sequential(

@@ -13,7 +13,7 @@ from ganctl.data import DATASETS, IMAGES, POINTS_1D, POINTS_2D, SPLITS, dataset_
 from ganctl.devices import resolve_device
 from ganctl.errors import ConfigError, DataError
 from ganctl.losses import LOSSES
-from ganctl.models import ACTIVATIONS, INITS, MODELS, NORMS, OUTPUTS
+from ganctl.models import ACTIVATIONS, IMAGE_MODELS, INITS, MODELS, NORMS, OUTPUTS, image_side_problem
 from ganctl.optim import IMPLS, OPTIMIZERS, SCHEDULES
 from ganctl.training.cpu_kernels import BACKWARDS, CPU_MATMULS
 from ganctl.training.fast_paths import native_bf16
@@ -297,8 +297,14 @@ def _combination_problems(cfg: RunConfig) -> list[str]:
             f"a divisor of the per-device batch {per_device} (trainer.batch_size={t.batch_size} over "
             f"{t.devices} device(s)), or null",
         )
-    if m.arch == "dcgan" and kind != IMAGES:
-        bad("model.arch", m.arch, f"mlp for dataset={d.name} (dcgan needs images)")
+    if m.arch in IMAGE_MODELS and kind != IMAGES:
+        bad("model.arch", m.arch, f"mlp for dataset={d.name} ({m.arch} needs images)")
+    elif m.arch in IMAGE_MODELS:
+        side = info(d).shape[-1] if info(d).shape else d.resolution
+        accepted = image_side_problem(m.arch, side)
+        if accepted is not None:
+            key = "dataset.resolution" if d.name == "folder" else "model.arch"
+            bad(key, side if d.name == "folder" else m.arch, accepted)
     if kind == POINTS_2D and m.g_out != "none":
         # tanh stops at +-1 and sigmoid at [0, 1]; the modes sit out to radius 2 (ring8), 4 (grid25).
         reach = float(abs(mixture_modes(d)).max() + 3 * d.std)

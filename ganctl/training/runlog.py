@@ -30,8 +30,9 @@ def metric_fields(cfg: RunConfig, eval_fields: list[str]) -> list[str]:
         fields.append("grad_norm")
     if cfg.trainer.on_nan == "skip":
         fields.append("nan_skips")
-    if cfg.trainer.augment:
-        fields.append("augment_p")  # each transform's probability; trainer.augment_p=auto moves it
+    if cfg.trainer.augment and cfg.trainer.augment_p == "auto":
+        # Each transform's probability as ADA moves it; a fixed p is in the config, a flat line.
+        fields.append("augment_p")
     return fields + eval_fields + ["time", "steps_per_s"]
 
 

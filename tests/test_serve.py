@@ -144,6 +144,9 @@ def test_cli_binds_loopback_and_a_port_in_use_is_one_line_exit_2(tiny_run):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and
+        # Python then installs no KeyboardInterrupt handler: give the server a terminal's Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = first.stdout.readline()

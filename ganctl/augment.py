@@ -139,8 +139,9 @@ class Augment:
 
     def observe(self, real_scores: Tensor) -> None:
         """Count D's real-batch scores into this interval's r_t (device ops only)."""
-        s = real_scores.detach().float()
-        self.signs += torch.stack([s.sign().sum(), torch.tensor(float(s.numel()), device=s.device)])
+        s = real_scores.detach()
+        self.signs[0] += s.sign().sum()
+        self.signs[1] += s.numel()  # a Python number: no tensor built and copied to the device
 
     def adjust(self, reduce: Callable[[Tensor], Tensor] = lambda t: t) -> None:
         """Move p one step towards r_t = target; `reduce` sums the counts over replicas."""

@@ -27,7 +27,7 @@ from ganctl import metrics
 from ganctl.config import DatasetConfig
 from ganctl.data import DATASETS, IMAGES, SPLITS, data_root, has_labels, info, prepared_folder
 from ganctl.errors import DataError
-from ganctl.files import atomic_write
+from ganctl.files import write_first_writable
 from ganctl.folder import MappedImages
 from ganctl.metrics import feature_stats
 
@@ -348,15 +348,11 @@ def save(model: FeatureModel, cfg: DatasetConfig, channels: int, size: int, held
         "sigma": torch.from_numpy(model.sigma),
         "real_features": torch.from_numpy(model.real_features),
     }
-    for path in (cache_path(cfg, model.task), fallback_cache_path(cfg, model.checksum, model.task)):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: torch.save(payload, f))
-            return path
-        except OSError:
-            continue  # a read-only data folder: try the user cache
-    print("ganctl: warning: could not cache the feature network (read-only folders); it will be retrained")
-    return cache_path(cfg, model.task)
+    paths = [cache_path(cfg, model.task), fallback_cache_path(cfg, model.checksum, model.task)]
+    written = write_first_writable(paths, lambda f: torch.save(payload, f))
+    if written is None:
+        print("ganctl: warning: could not cache the feature network (read-only folders); it will be retrained")
+    return written or paths[0]
 
 
 def load_cached(cfg: DatasetConfig, device: torch.device, task: str = CLASSES) -> FeatureModel | None:

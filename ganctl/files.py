@@ -122,6 +122,19 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def write_first_writable(paths: list[Path], write: Callable[[BinaryIO], object]) -> Path | None:
+    """atomic_write into the first of `paths` whose folder can be made and written (a cache beside
+    read-only data falls back to the user's); None when none can."""
+    for path in paths:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(Path(path), write)
+            return Path(path)
+        except (OSError, StorageError):  # mkdir's refusal, or atomic_write's one-line form of it
+            continue
+    return None
+
+
 def link_as(src: Path, dst: Path) -> None:
     """Give `src` the extra name `dst` (e.g. last.pt) atomically, without writing it twice."""
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")

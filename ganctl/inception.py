@@ -27,7 +27,7 @@ import torch
 from ganctl import data, features, folder, metrics
 from ganctl.config import DatasetConfig
 from ganctl.errors import ConfigError, DataError
-from ganctl.files import atomic_write
+from ganctl.files import write_first_writable
 
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
@@ -333,15 +333,10 @@ def _write_stats(stats: RealStats, paths: list[Path], key: str, weights: Weights
         "sigma": torch.from_numpy(stats.sigma),
         "features": torch.from_numpy(stats.features),
     }
-    for path in paths:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda f: torch.save(payload, f))
-            return path
-        except OSError:
-            continue  # a read-only data folder: the user cache instead
-    print("ganctl: warning: could not cache the Inception statistics (read-only folders)", file=sys.stderr)
-    return paths[0]
+    written = write_first_writable(paths, lambda f: torch.save(payload, f))
+    if written is None:
+        print("ganctl: warning: could not cache the Inception statistics (read-only folders)", file=sys.stderr)
+    return written or paths[0]
 
 
 def scores(fake: np.ndarray, real: RealStats, pr_samples: int = 5000, seed: int = 0) -> dict:

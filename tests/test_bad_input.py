@@ -257,3 +257,15 @@ def test_training_into_a_finished_run_is_refused(capsys, tiny_ckpt):
     )
     assert sorted((p, p.stat().st_mtime_ns) for p in tiny_ckpt.rglob("*") if p.name != ".ganctl.lock") == before
     assert not files.holds_lock(tiny_ckpt)
+
+
+def test_a_cache_that_cannot_be_written_falls_back_to_the_next_folder(tmp_path):
+    """A refused atomic write (here: the cache path is a folder, so the rename fails) is a
+    StorageError; the feature and Inception caches must still move on to the user's folder."""
+    blocked = tmp_path / "data" / "stats.pt"
+    blocked.mkdir(parents=True)
+    fallback = tmp_path / "cache" / "stats.pt"
+    written = files.write_first_writable([blocked, fallback], lambda f: f.write(b"x"))
+    assert written == fallback and fallback.read_bytes() == b"x" and blocked.is_dir()
+    assert files.write_first_writable([blocked], lambda f: f.write(b"x")) is None
+    assert not [p for p in blocked.parent.iterdir() if p.name.startswith(".")]  # no temporary left

@@ -69,13 +69,18 @@ def xflip(x: Tensor) -> Tensor:
     return torch.where(flip, x.flip(3), x)
 
 
-def rotate90(x: Tensor) -> Tensor:
-    """Rotate each (square) image by 0, 90, 180 or 270 degrees, uniformly (ADA's rotate90)."""
-    k = torch.randint(4, (x.shape[0], 1, 1, 1), device=x.device)
+def quarter_turns(x: Tensor, k: Tensor) -> Tensor:
+    """Each (square) image x[i] turned by k[i] quarter turns (k: N integers in 0..3); differentiable."""
+    k = k.view(-1, 1, 1, 1)
     out = x
     for turns in (1, 2, 3):
         out = torch.where(k == turns, torch.rot90(x, turns, (2, 3)), out)
     return out
+
+
+def rotate90(x: Tensor) -> Tensor:
+    """Rotate each (square) image by 0, 90, 180 or 270 degrees, uniformly (ADA's rotate90)."""
+    return quarter_turns(x, torch.randint(4, (x.shape[0], 1, 1, 1), device=x.device))
 
 
 # The transforms in the order they are applied: ADA's pixel blitting (flip, rotation) first, then

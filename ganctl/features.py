@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganctl import metrics
+from ganctl.augment import quarter_turns
 from ganctl.config import DatasetConfig
 from ganctl.data import DATASETS, IMAGES, SPLITS, data_root, has_labels, info, prepared_folder
 from ganctl.errors import DataError
@@ -147,15 +148,6 @@ class FeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
-
-
-def rotated(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Each image of x turned by k[i] quarter turns (selfsup's inputs; k are its targets)."""
-    out = x.clone()
-    for turns in range(1, ROTATIONS):
-        pick = k == turns
-        out[pick] = torch.rot90(x[pick], turns, dims=(2, 3))
-    return out
 
 
 def held_out_size(n: int) -> int:
@@ -317,7 +309,7 @@ def _task_batch(
     if task == CLASSES:
         return net(x), real.labels[rows].to(device)
     k = torch.randint(0, ROTATIONS, (len(x),)).to(device)
-    return net(rotated(x, k)), k
+    return net(quarter_turns(x, k)), k
 
 
 @torch.no_grad()

@@ -4,9 +4,10 @@
 
 Options other than --only are forwarded to every script. The summary line relates the scripts'
 numbers: ganctl's mnist_bce steps/s as a fraction of the matmul bound, mnist_best's as a fraction
-of its conv bound and its profile's largest buckets, ganctl's ratio to the
-reference loops of setups 001 (bce), 002 (g1d) and 003 (conv), and the CPU model and torch
-version. Exit status 1 if any script failed (the others still run).
+of its conv bound, its profile's largest buckets and torch.compile's gain on it, ganctl's ratio
+to the reference loops of setups 001 (bce), 002 (g1d) and 003 (conv), setup 002's whole-process
+ratio to devnag's script, `make demo`'s seconds, and the CPU model and torch version. Exit status
+1 if any script failed (the others still run).
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_speed", "matmul_bound", "conv_bound", "profile_step", "sample_speed", "memory", "startup"]
+SCRIPTS = [
+    "train_speed",
+    "matmul_bound",
+    "conv_bound",
+    "profile_step",
+    "compile_speed",
+    "sample_speed",
+    "memory",
+    "startup",
+    "whole_process",
+]
 
 
 TEXT_KEYS = ("cpu", "torch", "gpu")  # kept as text: a version like 2.5 would otherwise read as a number
@@ -89,9 +100,19 @@ def main() -> int:
         summary["best_conv_bound_steps_per_s"] = conv["bound_steps_per_s"]
     if "top" in results.get("profile_step", {}):
         summary["best_profile"] = results["profile_step"]["top"]
+    compiled = results.get("compile_speed", {})
+    if "speedup" in compiled:
+        # torch.compile's steady gain on mnist_best (below 1: it costs) and what compiling took.
+        summary["best_compile_speedup"] = compiled["speedup"]
+        summary["best_compile_s"] = compiled["compile_s"]
     for key, label in (("ratio", "bce"), ("g1d_ratio", "g1d"), ("conv_ratio", "conv")):
         if key in speed:
             summary[f"{label}_ratio_to_reference"] = speed[key]
+    whole = results.get("whole_process", {})
+    if "g1d_whole_ratio" in whole:
+        # Setup 002 as whole processes, start-up included, and the demo a newcomer runs first.
+        summary["g1d_whole_ratio_to_script"] = whole["g1d_whole_ratio"]
+        summary["demo_s"] = whole["demo_s"]
     # Where the numbers come from, so the summary line can be read alone.
     for key in ("cpu", "torch"):
         if key in speed or key in machine:

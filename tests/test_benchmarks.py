@@ -7,6 +7,7 @@ Nothing here asserts a speed: the numbers of a smoke run mean nothing, and the m
 import json
 import math
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,8 @@ REQUIRED = {
     "sample_speed": ["n", "cli_wall_s", "cli_samples_per_s", "inproc_samples_per_s", "gen_samples_per_s"],
     "memory": ["images", "data_mb", "steps", "rss_peak_mb"],
     "startup": ["help_s", "train_help_s", "first_step_s", "to_loop_s", "train_wall_s"],
+    "whole_process": ["g1d_ganctl_s", "g1d_script_s", "g1d_whole_ratio", "epochs", "demo_s", "demo_train_s"],
+    "compile_speed": ["eager_steps_per_s", "compiled_steps_per_s", "speedup"],
     "matmul_bound": [
         "mflop_step",
         "reference_mflop",
@@ -110,8 +113,22 @@ def check_result(stdout: str, name: str) -> dict[str, float]:
     return values
 
 
-@pytest.mark.parametrize("name", ["train_speed", "conv_bound", "profile_step", "sample_speed", "memory", "startup"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train_speed",
+        "conv_bound",
+        "profile_step",
+        "sample_speed",
+        "memory",
+        "startup",
+        "whole_process",
+        "compile_speed",
+    ],
+)
 def test_script_smoke(name, mnist_root):
+    if name == "compile_speed" and not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("torch.compile's CPU backend needs a C++ compiler, and none is on PATH")
     # The suite's MNIST (the real split, or its generated twin) serves the scripts that read one.
     proc = run_script(str(BENCH / f"{name}.py"), "--smoke", "--device", "cpu", "--data-root", str(mnist_root))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -141,6 +158,14 @@ def test_script_smoke(name, mnist_root):
         assert values["fraction"] == pytest.approx(values["bound_ms_step"] / values["ganctl_ms_step"], rel=0.01)
         # The lazy R1 update differentiates D twice: more products than a plain D update.
         assert values["r1_ms"] > 0 and values["channels_last"] in (0.0, 1.0)
+    if name == "whole_process":
+        # Printed values are rounded to 3-4 significant digits, hence the tolerance; one repeat.
+        assert values["g1d_whole_ratio"] == pytest.approx(values["g1d_script_s"] / values["g1d_ganctl_s"], rel=0.01)
+        assert values["demo_train_s"] < values["demo_s"]  # the loop is part of the whole process
+    if name == "compile_speed":
+        assert values["speedup"] == pytest.approx(
+            values["compiled_steps_per_s"] / values["eager_steps_per_s"], rel=0.01
+        )
     if name == "profile_step":
         shares = [v for k, v in values.items() if k.endswith("_share")]
         assert len(shares) == 12 and sum(shares) == pytest.approx(1.0, abs=0.01)  # every bucket, rounded

@@ -24,6 +24,9 @@ not stop the others. Steps, in order:
   fastgan_128, fastgan_256   model=fastgan (width 32, batch 64, precision auto) on a folder of
                       generated images at 128 and 256 px: steps/s and peak CUDA memory of an
                       in-process run (a child); --dry-run: width 2, batch 4 at 32 and 64 px
+  fastgan_fit         the largest per-device batch of model=fastgan at 256 px (width 32, precision
+                      auto) whose update fits in GPU memory, doubling from 64 (two steps each): the
+                      largest trainer.batch_gpu worth setting there; --dry-run: 32 px, width 2, 2-4
   bce_reduce_overhead trainer.compile=true with compile_mode=reduce-overhead (CUDA graphs): last,
                       as it is the slowest to compile; CUDA only
 
@@ -64,6 +67,7 @@ STEP_NAMES = [
     "ddp",
     "fastgan_128",
     "fastgan_256",
+    "fastgan_fit",
     "bce_reduce_overhead",
 ]
 
@@ -82,6 +86,8 @@ class Sizes:
     # fastgan_SIZE: trained side per step name, width, batch, (total steps, log interval)
     fastgan_sides: dict = field(default_factory=lambda: {"fastgan_128": 128, "fastgan_256": 256})
     fastgan: tuple[int, int, int, int] = (32, 64, 300, 100)
+    # fastgan_fit: side, width, first and last per-device batch tried (doubling)
+    fit: tuple[int, int, int, int] = (256, 32, 64, 4096)
     limits: dict = field(
         default_factory=lambda: {
             "versions": 60,
@@ -95,6 +101,7 @@ class Sizes:
             "ddp": 120,
             "fastgan_128": 90,
             "fastgan_256": 120,
+            "fastgan_fit": 120,
             "bce_reduce_overhead": 150,
         }
     )
@@ -111,6 +118,7 @@ def dry_sizes() -> Sizes:
         svhn_batch=8,
         fastgan_sides={"fastgan_128": 32, "fastgan_256": 64},
         fastgan=(2, 4, 4, 2),
+        fit=(32, 2, 2, 4),
     )
     s.limits = {name: 90 for name in STEP_NAMES}
     return s
@@ -370,6 +378,19 @@ class Check:
 
     step_fastgan_128 = step_fastgan_256 = fastgan_step
 
+    def step_fastgan_fit(self, name: str, limit: float) -> dict:
+        side, width, first, last = self.sizes.fit
+        cmd = [sys.executable, __file__, "--child", "fit", "--device", self.device, "--data", str(self.folder)]
+        cmd += ["--side", str(side), "--width", str(width), "--batch", str(first), "--last", str(last)]
+        cmd += ["--out", str(self.tmp / "runs" / name), "--limit", str(limit - 10)]
+        result = run_command(name, cmd, limit, self.logs, self.env)
+        values = child_result(result["output"])
+        if result["status"] == "ok" and values:
+            result["values"] = values
+        else:
+            result["note"] = tail(result["output"], 5)
+        return result
+
     # Summary ---------------------------------------------------------------------------------------
     def write_summary(self, total_s: float) -> dict:
         failed = [n for n, r in self.results.items() if r["status"] in ("failed", "timeout")]
@@ -520,6 +541,49 @@ def child_fastgan(args: argparse.Namespace) -> dict:
     }
 
 
+def child_fit(args: argparse.Namespace) -> dict:
+    """The largest per-device batch (so the largest trainer.batch_gpu) whose whole update fits in
+    the device's memory: model=fastgan at --side, batches doubling from --batch to --last, two
+    steps each, until one runs out of memory or --limit seconds have passed."""
+    import torch
+
+    from ganctl.api import compose
+    from ganctl.commands.train import run
+
+    start, fits, peak, oom = time.perf_counter(), None, None, None
+    batch = args.batch
+    while batch <= args.last and time.perf_counter() - start < args.limit:
+        cfg = compose(
+            None,
+            "dataset=folder",
+            f"dataset.path={args.data}",
+            f"dataset.root={Path(args.out) / 'data'}",
+            f"dataset.resolution={args.side}",
+            "model=fastgan",
+            f"model.width={args.width}",
+            f"trainer.batch_size={batch}",
+            "trainer.precision=auto",
+            "trainer.steps=2",
+            "trainer.log_every=1",
+            "trainer.sample_every=2",
+            "trainer.ckpt_every=2",
+            "trainer.progress=false",
+            f"trainer.device={args.device}",
+        )
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            run(cfg, Path(args.out) / f"batch_{batch}")
+        except torch.OutOfMemoryError:
+            oom = batch
+            break
+        fits = batch
+        peak = round(torch.cuda.max_memory_allocated() / 2**20) if args.device == "cuda" else None
+        batch *= 2
+    return {"side": args.side, "width": args.width, "largest_batch_gpu": fits, "peak_alloc_mb": peak, "first_oom": oom}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="run every step on CPU at tiny sizes")
@@ -532,7 +596,7 @@ def main() -> int:
     )
     p.add_argument("--skip", nargs="+", default=[], choices=STEP_NAMES, help="steps not to run")
     # Internal: a step's child process.
-    p.add_argument("--child", choices=["versions", "bce_pair", "fastgan"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["versions", "bce_pair", "fastgan", "fit"], help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--window", type=int, help=argparse.SUPPRESS)
@@ -541,12 +605,12 @@ def main() -> int:
     p.add_argument("--side", type=int, help=argparse.SUPPRESS)
     p.add_argument("--width", type=int, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--last", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        if args.child == "versions":
-            values = child_versions()
-        else:
-            values = child_bce_pair(args) if args.child == "bce_pair" else child_fastgan(args)
+        children = {"versions": child_versions, "bce_pair": child_bce_pair, "fastgan": child_fastgan, "fit": child_fit}
+        values = children[args.child]() if args.child == "versions" else children[args.child](args)
         print(RESULT_TAG + json.dumps(values), flush=True)
         return 0
 

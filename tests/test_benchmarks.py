@@ -312,6 +312,7 @@ def test_gpu_check_dry_run(tmp_path):
         "ddp",
         "fastgan_128",
         "fastgan_256",
+        "fastgan_fit",
         "bce_reduce_overhead",
     ]
     for name in skipped:
@@ -325,6 +326,9 @@ def test_gpu_check_dry_run(tmp_path):
     for key in ("ganctl", "reference", "resident", "ratio"):
         assert math.isfinite(pair[key]) and pair[key] > 0, (key, pair)
     assert pair["ratio"] == pytest.approx(pair["ganctl"] / pair["reference"], rel=0.01)
+    fit = steps["fastgan_fit"]
+    # Dry sizes: per-device batches 2 and 4 at 32 px, both fit in the CPU's memory.
+    assert fit["status"] == "ok" and fit["values"]["largest_batch_gpu"] == 4 and fit["values"]["first_oom"] is None
     for name in ("bce_bf16", "svhn_eager", "svhn_channels_last"):
         assert steps[name]["status"] == "ok", steps[name]
         assert steps[name]["values"]["steps_per_s"] > 0 and steps[name]["values"]["steps"] >= 1

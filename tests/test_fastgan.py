@@ -28,7 +28,7 @@ def test_shapes(side, channels):
     assert D(x).shape == (2,)
     # Skip-layer excitation into 64, 128 and 256 px maps only, each from the map 16x smaller.
     assert len(G.excite) == sum(side >= r for r in (64, 128, 256))
-    assert rows_independent(D)  # no batch norm in D: R1 and the joint real+fake pass stay per image
+    assert rows_independent(D)  # ModelConfig's d_norm=none: R1 and the joint real+fake pass per image
 
 
 def test_conditional_variant():
@@ -51,6 +51,19 @@ def test_conditional_variant():
 def test_g_norm_none_drops_the_batch_norms():
     G, _ = build_models(ModelConfig(**{**TINY, "g_norm": "none"}), (1, 32, 32))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())
+
+
+@pytest.mark.parametrize(
+    "norm, kind, per_image", [("batch", torch.nn.BatchNorm2d, False), ("layer", torch.nn.GroupNorm, True)]
+)
+def test_d_norm_is_honoured(norm, kind, per_image):
+    """model.d_norm puts a norm after each conv of D's blocks (3 per block, 2 blocks at 32 px);
+    none keeps the layout older checkpoints were saved with."""
+    _, D = build_models(ModelConfig(**TINY, d_norm=norm), (1, 32, 32))
+    assert sum(isinstance(m, kind) for m in D.modules()) == 6
+    assert rows_independent(D) == per_image  # batch norm turns the joint real+fake pass off
+    _, plain = build_models(ModelConfig(**TINY), (1, 32, 32))
+    assert "features.2.main.2.bias" in plain.state_dict()  # none: no norm shifts the layer indices
 
 
 def test_widths_taper_as_in_the_paper():

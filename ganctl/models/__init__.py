@@ -24,6 +24,16 @@ OUTPUTS: dict[str, Callable[[], nn.Module]] = {
 NORMS = ("none", "batch", "layer")
 
 
+def conv_norm(kind: str, channels: int) -> list[nn.Module]:
+    """The normalisation `kind` (model.g_norm/d_norm) after a conv: none, batch, or one group = layer
+    norm over (C, H, W), the critic norm WGAN-GP suggests; a list to splice into a Sequential."""
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "layer":
+        return [nn.GroupNorm(1, channels)]
+    return []
+
+
 def _he_normal(module: nn.Module) -> None:
     # Setup 000's "xavier_init" draws N(0, 2/fan_in): He scaling despite its name.
     if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):

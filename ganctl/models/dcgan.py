@@ -56,12 +56,7 @@ class Discriminator(nn.Module):
         c_in = in_shape[0]
         for i in range(3):
             c_out = cfg.width * 2**i
-            layers.append(nn.Conv2d(c_in, c_out, 5, 2, 2))
-            if cfg.d_norm == "batch":
-                layers.append(nn.BatchNorm2d(c_out))
-            elif cfg.d_norm == "layer":
-                # One group = layer norm over (C, H, W), the critic norm WGAN-GP suggests.
-                layers.append(nn.GroupNorm(1, c_out))
+            layers += [nn.Conv2d(c_in, c_out, 5, 2, 2), *models.conv_norm(cfg.d_norm, c_out)]
             layers.append(models.ACTIVATIONS[cfg.d_act]())
             if cfg.d_dropout > 0:
                 layers.append(nn.Dropout(cfg.d_dropout))

@@ -7,19 +7,19 @@ maps at 64, 128 and 256 px are scaled channel by channel by a gate computed from
 smaller (4, 8, 16 px), a cheap long skip that carries the global layout to the fine layers.
 
 D: a strided conv4x4 on the image, then one residual down-block per halving to the base map
-(main: conv4x4 stride 2, conv3x3; skip: 2x2 average pool, conv1x1; averaged; LeakyReLU 0.2), then
-the sum over the pixels as features and a Linear score.
+(main: conv4x4 stride 2, conv3x3; skip: 2x2 average pool, conv1x1; averaged; each conv followed by
+model.d_norm and LeakyReLU 0.2), then the sum over the pixels as features and a Linear score.
 
 Left out of the paper's nets, on purpose:
 - D's small reconstruction decoders and their loss: they need a loss term the shared GAN step does
   not have; spectral norm, R1 and DiffAugment are this D's regularisers instead.
-- batch norm in D: R1 and the projection head need each image scored on its own (spectral norm,
-  model.d_spectral_norm=true in conf/model/fastgan.yaml, is D's normaliser instead).
 - G's noise injection: G(z) would no longer be a function of z (ganctl sample and interpolate
   replay latents), and the excitation already carries the layout.
 - D's skip-layer excitation and 128 px side branch: more code and compute per step on a CPU.
 G keeps its batch norms (model.g_norm=batch; none drops them): model.conditional=true turns each
-into a class-conditional batch norm.
+into a class-conditional batch norm. D's are the paper's too (model.d_norm=batch, which puts real
+and fake batches through D apart); without a norm D's signal shrinks block by block and D falls to
+chance at 64 px (conf/model/fastgan.yaml has the numbers); d_norm=layer keeps images apart.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganctl import models
 from ganctl.config import ModelConfig
 from ganctl.models.dcgan import base_size
 
@@ -100,13 +101,19 @@ class Generator(nn.Module):
         return self.to_image(maps[-1])
 
 
+def _conv_norm_act(conv: nn.Conv2d, norm: str) -> list[nn.Module]:
+    return [conv, *models.conv_norm(norm, conv.out_channels), nn.LeakyReLU(0.2)]
+
+
 class DownBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, norm: str = "none"):
         super().__init__()
+        bias = norm == "none"  # a norm's shift replaces the conv's bias, as in the paper
         self.main = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(c_out, c_out, 3, 1, 1), nn.LeakyReLU(0.2)
+            *_conv_norm_act(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias), norm),
+            *_conv_norm_act(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias), norm),
         )
-        self.skip = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(c_in, c_out, 1), nn.LeakyReLU(0.2))
+        self.skip = nn.Sequential(nn.AvgPool2d(2), *_conv_norm_act(nn.Conv2d(c_in, c_out, 1, bias=bias), norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.main(x) + self.skip(x)) / 2
@@ -127,7 +134,7 @@ class Discriminator(nn.Module):
         _, ups = base_size(in_shape[1], "fastgan")
         widths = list(reversed(_widths(cfg.width, ups)))[1:]  # after each halving, image side first
         layers: list[nn.Module] = [nn.Conv2d(in_shape[0], widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
-        layers += [DownBlock(a, b) for a, b in zip(widths, widths[1:])]
+        layers += [DownBlock(a, b, cfg.d_norm) for a, b in zip(widths, widths[1:])]
         self.features = nn.Sequential(*layers, SumPool())
         self.head = nn.Linear(widths[-1], 1)
 

@@ -66,6 +66,14 @@ def test_d_norm_is_honoured(norm, kind, per_image):
     assert "features.2.main.2.bias" in plain.state_dict()  # none: no norm shifts the layer indices
 
 
+@pytest.mark.parametrize("norm, kind", [("batch", torch.nn.BatchNorm2d), ("layer", torch.nn.GroupNorm)])
+def test_g_norm_is_honoured(norm, kind):
+    """model.g_norm puts a norm after G's first transposed conv and each conv of its up-blocks (at
+    32 px: 1 + 2 + 1 + 2 = 6); layer was once dropped silently."""
+    G, _ = build_models(ModelConfig(**{**TINY, "g_norm": norm}), (1, 32, 32))
+    assert sum(isinstance(m, kind) for m in G.modules()) == 6
+
+
 def test_widths_taper_as_in_the_paper():
     """64 px map `width` channels, doubling per halving up to 16x at 4x4 (FastGAN's nfc table)."""
     assert fastgan._widths(8, 4) == [128, 64, 32, 16, 8]

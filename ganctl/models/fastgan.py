@@ -16,10 +16,11 @@ Left out of the paper's nets, on purpose:
 - G's noise injection: G(z) would no longer be a function of z (ganctl sample and interpolate
   replay latents), and the excitation already carries the layout.
 - D's skip-layer excitation and 128 px side branch: more code and compute per step on a CPU.
-G keeps its batch norms (model.g_norm=batch; none drops them): model.conditional=true turns each
-into a class-conditional batch norm. D's are the paper's too (model.d_norm=batch, which puts real
-and fake batches through D apart); without a norm D's signal shrinks block by block and D falls to
-chance at 64 px (conf/model/fastgan.yaml has the numbers); d_norm=layer keeps images apart.
+G keeps its batch norms (model.g_norm=batch; none drops them, layer is one GroupNorm group):
+model.conditional=true turns each into a class-conditional batch norm. D's are the paper's too
+(model.d_norm=batch, which puts real and fake batches through D apart); without a norm D's signal
+shrinks block by block and D falls to chance at 64 px (conf/model/fastgan.yaml has the numbers);
+d_norm=layer keeps images apart.
 """
 
 from __future__ import annotations
@@ -39,18 +40,15 @@ def _widths(width: int, ups: int) -> list[int]:
     return [width * min(2**i, MAX_MULT) for i in reversed(range(ups + 1))]
 
 
-def _norm(c: int, batch: bool) -> nn.Module:
-    return nn.BatchNorm2d(c) if batch else nn.Identity()
-
-
-def _conv_bn_glu(c_in: int, c_out: int, batch: bool) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, 2 * c_out, 3, 1, 1, bias=not batch), _norm(2 * c_out, batch), nn.GLU(dim=1)]
+def _conv_bn_glu(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
+    conv = nn.Conv2d(c_in, 2 * c_out, 3, 1, 1, bias=norm == "none")  # a norm's shift makes the bias redundant
+    return [conv, *models.conv_norm(norm, 2 * c_out), nn.GLU(dim=1)]
 
 
 class UpBlock(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, comp: bool, batch: bool):
-        layers = [nn.Upsample(scale_factor=2.0, mode="nearest"), *_conv_bn_glu(c_in, c_out, batch)]
-        super().__init__(*(layers + (_conv_bn_glu(c_out, c_out, batch) if comp else [])))
+    def __init__(self, c_in: int, c_out: int, comp: bool, norm: str):
+        layers = [nn.Upsample(scale_factor=2.0, mode="nearest"), *_conv_bn_glu(c_in, c_out, norm)]
+        super().__init__(*(layers + (_conv_bn_glu(c_out, c_out, norm) if comp else [])))
 
 
 class Excitation(nn.Module):
@@ -75,15 +73,15 @@ class Generator(nn.Module):
         super().__init__()
         channels, size = out_shape[0], out_shape[1]
         base, ups = base_size(size, "fastgan")
-        widths, batch = _widths(cfg.width, ups), cfg.g_norm == "batch"
+        widths, norm = _widths(cfg.width, ups), cfg.g_norm
         self.init = nn.Sequential(
-            nn.ConvTranspose2d(cfg.z_dim, 2 * widths[0], base, 1, 0, bias=not batch),
-            _norm(2 * widths[0], batch),
+            nn.ConvTranspose2d(cfg.z_dim, 2 * widths[0], base, 1, 0, bias=norm == "none"),
+            *models.conv_norm(norm, 2 * widths[0]),
             nn.GLU(dim=1),
         )
         # The paper's blocks at 8, 32, 128 px are the two-conv kind: the odd doublings here.
         self.ups = nn.ModuleList(
-            UpBlock(a, b, comp=i % 2 == 0, batch=batch) for i, (a, b) in enumerate(zip(widths, widths[1:]))
+            UpBlock(a, b, comp=i % 2 == 0, norm=norm) for i, (a, b) in enumerate(zip(widths, widths[1:]))
         )
         # Excitation into the map after doubling i + 1 from the map four doublings smaller, at 64 px and up.
         self.excite = nn.ModuleDict(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +38,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override of both runs")
     args = p.parse_args()
     device = common.setup(args)
+    if device == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        # Inductor writes C++ for the CPU: without a compiler there is nothing to time.
+        common.note("no C++ compiler on PATH: torch.compile cannot run on the CPU here")
+        common.emit("compile_speed", device, {"speedup": math.nan, "compile_s": math.nan, "cpu": common.cpu_model()})
+        return
     import train_speed
 
     warmup, window, repeats = (2, 2, 1) if args.smoke else (50, 200, 2)

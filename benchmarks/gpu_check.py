@@ -363,11 +363,8 @@ class Check:
         # The dry run exercises the same path on CPU (gloo), as the suite's distributed tests do.
         return self.ganctl_run(name, limit, "mnist_bce", self.sizes.bce_steps, self.mnist() + ["trainer.devices=2"])
 
-    def fastgan_step(self, name: str, limit: float) -> dict:
-        width, batch, steps, log_every = self.sizes.fastgan
-        cmd = [sys.executable, __file__, "--child", "fastgan", "--device", self.device, "--data", str(self.folder)]
-        cmd += ["--side", str(self.sizes.fastgan_sides[name]), "--width", str(width), "--batch", str(batch)]
-        cmd += ["--window", str(steps), "--warmup", str(log_every), "--out", str(self.tmp / "runs" / name)]
+    def child_step(self, name: str, cmd: list[str], limit: float) -> dict:
+        """A child process's step: its result line as the values, else the output's tail as the note."""
         result = run_command(name, cmd, limit, self.logs, self.env)
         values = child_result(result["output"])
         if result["status"] == "ok" and values:
@@ -375,6 +372,13 @@ class Check:
         else:
             result["note"] = tail(result["output"], 5)
         return result
+
+    def fastgan_step(self, name: str, limit: float) -> dict:
+        width, batch, steps, log_every = self.sizes.fastgan
+        cmd = [sys.executable, __file__, "--child", "fastgan", "--device", self.device, "--data", str(self.folder)]
+        cmd += ["--side", str(self.sizes.fastgan_sides[name]), "--width", str(width), "--batch", str(batch)]
+        cmd += ["--window", str(steps), "--warmup", str(log_every), "--out", str(self.tmp / "runs" / name)]
+        return self.child_step(name, cmd, limit)
 
     step_fastgan_128 = step_fastgan_256 = fastgan_step
 
@@ -383,13 +387,7 @@ class Check:
         cmd = [sys.executable, __file__, "--child", "fit", "--device", self.device, "--data", str(self.folder)]
         cmd += ["--side", str(side), "--width", str(width), "--batch", str(first), "--last", str(last)]
         cmd += ["--out", str(self.tmp / "runs" / name), "--limit", str(limit - 10)]
-        result = run_command(name, cmd, limit, self.logs, self.env)
-        values = child_result(result["output"])
-        if result["status"] == "ok" and values:
-            result["values"] = values
-        else:
-            result["note"] = tail(result["output"], 5)
-        return result
+        return self.child_step(name, cmd, limit)
 
     # Summary ---------------------------------------------------------------------------------------
     def write_summary(self, total_s: float) -> dict:

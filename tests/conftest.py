@@ -62,6 +62,21 @@ def compose(*overrides: str):
     return compose_run_config(overrides)
 
 
+def straight_and_resumed(base: list[str], split: int, total: int, tmp_path: Path) -> tuple[dict, list[str]]:
+    """`total` steps straight into tmp_path/straight; `split` steps into tmp_path/split, stopped and
+    resumed there to `total`. Returns the checkpoint at the split and resume_config's changes."""
+    from ganctl.cli import resume_config
+    from ganctl.commands.train import run
+    from ganctl.training import checkpoint
+
+    run(compose(*base, f"trainer.steps={total}"), tmp_path / "straight")
+    run(compose(*base, f"trainer.steps={split}"), tmp_path / "split")
+    first = checkpoint.load(tmp_path / "split")
+    cfg, changed = resume_config(first, [f"trainer.steps={total}"])
+    run(cfg, tmp_path / "split", resume=first)
+    return first, changed
+
+
 def idx_root(folder: str, splits: dict, tmp_path_factory) -> Path:
     """SHARED_DATA when it holds FOLDER's splits, else a generated twin of them (sizes as the real ones)."""
     real = all(common.idx_path(SHARED_DATA, folder, split).is_file() for split in splits)

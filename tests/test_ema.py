@@ -9,7 +9,7 @@ from ganctl.commands.train import run
 from ganctl.ema import EMA
 from ganctl.training import checkpoint
 
-from conftest import compose
+from conftest import compose, straight_and_resumed
 
 
 def test_closed_form_for_constant_weights():
@@ -40,13 +40,9 @@ def test_ema_in_checkpoint_and_resume(mnist_root, tmp_path):
         "model.g_hidden=[32]",
         "model.d_hidden=[32]",
     ]
-    run(compose(*base, "trainer.steps=6"), tmp_path / "straight")
-    run(compose(*base, "trainer.steps=3"), tmp_path / "split")
-    ckpt = checkpoint.load(tmp_path / "split")
+    ckpt, _ = straight_and_resumed(base, 3, 6, tmp_path)
     assert ckpt["G_ema"] is not None
     assert any(not torch.equal(ckpt["G_ema"][k], ckpt["G"][k]) for k in ckpt["G"])
-    cfg, _ = resume_config(ckpt, ["trainer.steps=6"])
-    run(cfg, tmp_path / "split", resume=ckpt)
     a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
     for key, value in a["G_ema"].items():
         assert torch.equal(value, b["G_ema"][key])

@@ -12,7 +12,7 @@ from ganctl.cli import resume_config
 from ganctl.commands.train import run
 from ganctl.training import checkpoint
 
-from conftest import REPO, compose, run_cli
+from conftest import REPO, compose, run_cli, straight_and_resumed
 
 
 def assert_same_state(a: dict, b: dict):
@@ -63,12 +63,8 @@ def test_resume_is_bitwise_exact(name, mnist_root, svhn_root, tmp_path):
         "trainer.sample_every=100",
         "trainer.ckpt_every=100",
     ]
-    run(compose(*base, f"trainer.steps={2 * n}"), tmp_path / "straight")
-    run(compose(*base, f"trainer.steps={n}"), tmp_path / "split")
-    first = checkpoint.load(tmp_path / "split")
-    cfg, changed = resume_config(first, [f"trainer.steps={2 * n}"])
+    _, changed = straight_and_resumed(base, n, 2 * n, tmp_path)
     assert changed == [f"trainer.steps: {n} -> {2 * n}"]
-    run(cfg, tmp_path / "split", resume=first)
     assert_same_state(checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split"))
     straight = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()
     resumed = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
@@ -207,12 +203,8 @@ def test_adaptive_augmentation_resumes_exactly(mnist_root, tmp_path):
         "trainer.progress=false",
         "trainer.log_every=1",
     ]
-    run(compose(*base, "trainer.steps=14"), tmp_path / "straight")
-    run(compose(*base, "trainer.steps=9"), tmp_path / "split")
-    first = checkpoint.load(tmp_path / "split")
+    first, _ = straight_and_resumed(base, 9, 14, tmp_path)
     assert first["augment"]["signs"][1] == 16  # one D update's scores counted since the last adjustment
-    cfg, _ = resume_config(first, ["trainer.steps=14"])
-    run(cfg, tmp_path / "split", resume=first)
     straight, split = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
     assert_same_state(straight, split)
     for key in ("p", "signs"):

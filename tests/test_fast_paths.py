@@ -278,3 +278,25 @@ def test_default_auto_path_trains_and_records_its_pick(monkeypatch, mnist_root, 
     pick = checkpoint.load(tmp_path / "run")["fast_path"]
     assert pick == summary["fast_path"] and pick["backward"] in ("autograd", "manual")
     assert all(torch.isfinite(w).all() for w in checkpoint.load(tmp_path / "run")["G"].values())
+
+
+def test_setup_002_never_imports_dynamo(tmp_path):
+    """Setup 002's manual step (direct fused SGD) trains, checkpoints and resumes without importing
+    torch._dynamo (~1 s of a short run's start-up), and leaves Optimizer's own wrappers unmarked."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, torch
+from ganctl.cli import main
+from ganctl.training.cpu_kernels import _DYNAMO_WRAPPED
+run = ["+experiment=gaussian1d", "trainer.backward=manual", "trainer.progress=false"]
+main(["train", *run, "trainer.steps=3", "hydra.run.dir={tmp_path / 'run'}"])
+main(["train", *run, "resume={tmp_path / 'run'}", "trainer.steps=5"])
+marks = [getattr(getattr(torch.optim.Optimizer, n).__wrapped__, "__dynamo_disable", None) for n in _DYNAMO_WRAPPED]
+print("dynamo imported:", "torch._dynamo" in sys.modules, "marks left:", sum(m is not None for m in marks))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "dynamo imported: False marks left: 0" in out.stdout, out.stdout
+    assert checkpoint.load(tmp_path / "run")["step"] == 5

@@ -23,6 +23,7 @@ from ganctl.models import build_models, rows_independent
 from ganctl.optim import Schedule, build_optimizer
 from ganctl.training import fast_paths
 from ganctl.training.budget import steps_for_minutes
+from ganctl.training.cpu_kernels import without_dynamo
 from ganctl.training.distributed import Rank
 from ganctl.training.evaluator import Evaluator
 from ganctl.training.manual_step import ManualStep
@@ -106,8 +107,9 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         steps = steps_for_minutes(cfg, started, step, device)
         # Recorded in the config the checkpoints keep: a resume continues to the same end.
         t.steps, t.epochs = steps, None
-    opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
-    opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
+    with without_dynamo():
+        opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
+        opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
     fixed_z = latents(kinds.of(cfg.dataset).picture_count(t.num_samples), cfg.model, device=device)
     fixed_y = None
     if n_classes:
@@ -234,12 +236,17 @@ def throwaway_step(
     labels), and the copy of G: for timing updates without touching the run's own."""
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
     fast_paths.apply(paths, G2, D2)
+    with without_dynamo():
+        opt_g, opt_d = (
+            build_optimizer(G2.parameters(), cfg.optim, "g", device),
+            build_optimizer(D2.parameters(), cfg.optim, "d", device),
+        )
     gan = make_step(
         cfg,
         G2,
         D2,
-        build_optimizer(G2.parameters(), cfg.optim, "g", device),
-        build_optimizer(D2.parameters(), cfg.optim, "d", device),
+        opt_g,
+        opt_d,
         device,
         rank,
         batch,

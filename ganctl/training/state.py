@@ -13,6 +13,7 @@ from ganctl.data import BatchSampler
 from ganctl.devices import rng_state, set_rng_state
 from ganctl.ema import EMA
 from ganctl.errors import CheckpointError
+from ganctl.training.cpu_kernels import without_dynamo
 from ganctl.version import __version__
 
 
@@ -66,6 +67,8 @@ class TrainingState:
         return self.ema.model if self.ema is not None else self.G
 
     def state_dict(self) -> dict:
+        with without_dynamo():
+            opt_g, opt_d = self.opt_g.state_dict(), self.opt_d.state_dict()
         return {
             "ganctl_version": __version__,
             "config": to_dict(self.cfg),
@@ -75,8 +78,8 @@ class TrainingState:
             "G": self.G.state_dict(),
             "G_ema": self.ema.state_dict() if self.ema is not None else None,
             "D": self.D.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "opt_g": opt_g,
+            "opt_d": opt_d,
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(self.device),
             "fixed_z": self.fixed_z.cpu(),
@@ -93,8 +96,9 @@ class TrainingState:
         try:
             self.G.load_state_dict(ckpt["G"])
             self.D.load_state_dict(ckpt["D"])
-            load_optimizer(self.opt_g, ckpt["opt_g"])
-            load_optimizer(self.opt_d, ckpt["opt_d"])
+            with without_dynamo():
+                load_optimizer(self.opt_g, ckpt["opt_g"])
+                load_optimizer(self.opt_d, ckpt["opt_d"])
         except (RuntimeError, ValueError, KeyError) as exc:
             reason = str(exc).splitlines()[0][:200]
             raise CheckpointError(

@@ -231,20 +231,28 @@ def test_resume_keeps_the_checkpoints_fast_path(monkeypatch, mnist_root, tmp_pat
     monkeypatch.setenv("GANCTL_AUTOTUNE", "fresh")
     monkeypatch.setenv("GANCTL_CACHE", str(tmp_path / "cache"))
     args = ["+experiment=mnist_bce", f"dataset.root={mnist_root}", "dataset.split=test", *TINY, "trainer.ckpt_every=5"]
-    summary = run(compose(*args, "trainer.backward=manual"), tmp_path / "run")
-    ckpt = checkpoint.load(tmp_path / "run")
-    pick = {"device": "cpu", "backward": "manual", "channels_last": False, "precision": "fp32"}
-    assert ckpt["fast_path"] == summary["fast_path"] == pick
-    ckpt["config"]["trainer"]["backward"] = "auto"  # as if `auto` had picked manual
+    torch.set_num_threads(2)  # a process with a thread to give up, as outside the test suite
+    try:
+        summary = run(compose(*args, "trainer.backward=manual", "trainer.threads=1"), tmp_path / "run")
+        assert torch.get_num_threads() == 2  # the run gave the process its count back
+        ckpt = checkpoint.load(tmp_path / "run")
+        pick = {"device": "cpu", "backward": "manual", "channels_last": False, "precision": "fp32", "threads": 1}
+        assert ckpt["fast_path"] == summary["fast_path"] == pick
+        # As if `auto` had picked manual and one thread:
+        ckpt["config"]["trainer"]["backward"], ckpt["config"]["trainer"]["threads"] = "auto", None
 
-    def untimed(*a, **k):
-        raise AssertionError("a kept pick is not timed")
+        def untimed(*a, **k):
+            raise AssertionError("a kept pick is not timed")
 
-    monkeypatch.setattr(fast_paths.autotune, "choose", untimed)
-    with caplog.at_level("INFO", logger="ganctl.fast_path"):
-        resumed = run(compose(*args, "trainer.steps=8"), tmp_path / "run", resume=ckpt)
+        monkeypatch.setattr(fast_paths.autotune, "choose", untimed)
+        with caplog.at_level("INFO", logger="ganctl.fast_path"):
+            resumed = run(compose(*args, "trainer.steps=8"), tmp_path / "run", resume=ckpt)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
     assert resumed["fast_path"] == pick and checkpoint.load(tmp_path / "run")["fast_path"] == pick
-    assert "fast path backward=manual, channels_last=false, precision=fp32 (kept from the checkpoint)" in caplog.text
+    kept = "fast path backward=manual, channels_last=false, precision=fp32, threads=1 (kept from the checkpoint)"
+    assert kept in caplog.text
 
 
 def test_a_pick_that_cannot_be_kept_says_why_in_one_line():
@@ -300,3 +308,41 @@ print("dynamo imported:", "torch._dynamo" in sys.modules, "marks left:", sum(m i
     assert out.returncode == 0, out.stderr
     assert "dynamo imported: False marks left: 0" in out.stdout, out.stdout
     assert checkpoint.load(tmp_path / "run")["step"] == 5
+
+
+def test_threads_candidates_and_the_run_count(tmp_path):
+    """trainer.threads=null offers one thread against the process's count on an eager one-process
+    CPU run; an explicit count is the only candidate; build trains on the pick's count."""
+    from ganctl.training import fast_paths
+    from ganctl.training.build import build
+    from ganctl.training.distributed import Rank
+
+    cpu = torch.device("cpu")
+    cfg = compose("+experiment=gaussian1d", "trainer.device=cpu")
+    torch.set_num_threads(2)
+    try:
+        assert fast_paths.thread_counts(cfg, cpu, 1) == [None, 1]
+        assert fast_paths.thread_counts(cfg, cpu, 2) == [None]  # data parallel: each process keeps its own
+        assert fast_paths.thread_counts(compose("+experiment=gaussian1d", "trainer.compile=true"), cpu, 1) == [None]
+        assert fast_paths.thread_counts(compose("+experiment=gaussian1d", "trainer.threads=3"), cpu, 1) == [3]
+        names = [str(p) for p in fast_paths.candidates(cfg, cpu, 1, False)]
+        assert names[0] == "backward=autograd, channels_last=false, precision=fp32"  # the plain path first
+        assert "backward=manual, channels_last=false, precision=fp32, threads=1" in names
+        with fast_paths.threads_kept():
+            build(compose("+experiment=gaussian1d", "trainer.device=cpu", "trainer.threads=1"), Rank())
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert fast_paths.thread_counts(cfg, cpu, 1) == [None]  # one thread already: nothing to give up
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_thread_count_is_one_line(value, tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("train", "+experiment=gaussian1d", f"trainer.threads={value}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trainer.threads" in lines[0] and value in lines[0], out.stderr
+    assert not (tmp_path / "r").exists()

@@ -19,7 +19,7 @@ from ganctl.errors import ConfigError, Diverged, Interrupted
 from ganctl.files import atomic_write, refused
 from ganctl.generation import class_columns, generate
 from ganctl.runfolder import RunFolder
-from ganctl.training import checkpoint, distributed
+from ganctl.training import checkpoint, distributed, fast_paths
 from ganctl.training.build import Run, build
 from ganctl.training.runlog import PendingStats, RunLog, metric_fields
 from ganctl.training.signals import StopRequest
@@ -47,7 +47,8 @@ def run(cfg: RunConfig, run_dir: Path, resume: dict | None = None, checked: bool
                 f"{torch.cuda.device_count()} CUDA device(s); accepted: 1..{torch.cuda.device_count()}"
             )
         return distributed.spawn(run_rank, cfg.trainer.devices, uses_cuda, cfg, str(run_dir), resume)
-    with read_once():  # the size check and the load below share one scan of the files
+    # trainer.threads may set the run's thread count: a notebook gets its own back afterwards.
+    with read_once(), fast_paths.threads_kept():  # read_once: the size check and the load share one scan
         return run_rank(env_rank or distributed.Rank(), cfg, run_dir, resume)
 
 

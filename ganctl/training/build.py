@@ -100,6 +100,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     saved = resume.get("fast_path") if resume is not None else None
     paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes, saved)
     fast_paths.apply(paths, G, D)
+    fast_paths.use_threads(paths)  # the caller, commands.train.run, gives the count back
     if t.minutes is not None and resume is None:
         if rank.world > 1:  # torchrun's processes, which validation cannot see
             raise ConfigError("trainer.minutes times one process's updates; accepted: one process, or trainer.steps")

@@ -1,4 +1,4 @@
-"""Which fast paths a run takes: trainer.backward, channels_last and precision resolved.
+"""Which fast paths a run takes: trainer.backward, channels_last, precision and threads resolved.
 
 `auto` never assumes a vendor: hand-written gradients pay only where autograd's overhead is a
 large part of the step, and channels-last convolutions win on some CPUs and lose on others. So
@@ -17,8 +17,9 @@ taken only when it beats the fastest fp32 combination by LOWER_PRECISION_GAIN.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+import contextlib
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -37,9 +38,11 @@ class Paths:
     backward: str = "autograd"  # or "manual": hand-written MLP gradients (CPU)
     channels_last: bool = False  # convolution nets in channels-last memory format
     precision: str = "fp32"  # or "bf16", "fp16": autocast
+    threads: Optional[int] = None  # torch's intra-op threads; None: the count the process has
 
     def __str__(self) -> str:
-        return f"backward={self.backward}, channels_last={str(self.channels_last).lower()}, precision={self.precision}"
+        text = f"backward={self.backward}, channels_last={str(self.channels_last).lower()}, precision={self.precision}"
+        return text if self.threads is None else f"{text}, threads={self.threads}"
 
     def as_dict(self, device: torch.device) -> dict:
         """The pick as the checkpoint and the run summary keep it, with the kind of device it was made on."""
@@ -51,6 +54,23 @@ def apply(paths: Paths, G: nn.Module, D: nn.Module) -> None:
     if paths.channels_last:
         G.to(memory_format=torch.channels_last)
         D.to(memory_format=torch.channels_last)
+
+
+@contextlib.contextmanager
+def threads_kept() -> Iterator[None]:
+    """Give the process back the intra-op thread count it had: a run sets its own (`use_threads`)."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def use_threads(paths: Paths) -> None:
+    """Train on the intra-op thread count `paths` names (None: leave the process's)."""
+    if paths.threads is not None and paths.threads != torch.get_num_threads():
+        torch.set_num_threads(paths.threads)
 
 
 def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) -> list[Paths]:
@@ -70,12 +90,29 @@ def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) 
     channels_last = [bool(t.channels_last)] if t.channels_last is not None else ([False, True] if is_conv else [False])
     precisions = [t.precision] if t.precision != "auto" else ["fp32"] + (["bf16"] if native_bf16(device) else [])
     return [
-        Paths(b, c, p)
+        Paths(b, c, p, n)
         for p in precisions
         for b in backwards
         for c in channels_last
+        for n in thread_counts(cfg, device, world)
         if p == "fp32" or b == "autograd"  # the manual step is fp32 only
     ]
+
+
+def thread_counts(cfg: RunConfig, device: torch.device, world: int) -> list[Optional[int]]:
+    """trainer.threads's candidates: the setting, or with null the process's count and one thread.
+
+    A step of tiny tensors (setup 002's 50-unit MLPs) gains nothing from a second thread and pays
+    OpenMP's hand-offs on every op: one thread trained it ~8% faster on a quiet 2-core Xeon, and a
+    busy machine makes the hand-offs far worse. Bigger steps split their work across the threads
+    and lose with one. So one thread is a candidate, timed like the other paths, on an eager CPU
+    run of one process that has more than one thread to give up.
+    """
+    t = cfg.trainer
+    if t.threads is not None:
+        return [t.threads]
+    one_process = device.type == "cpu" and not t.compile and world == 1
+    return [None, 1] if one_process and torch.get_num_threads() > 1 else [None]
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -115,8 +152,8 @@ def choose(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         # The timing's random draws must not shift the run's random stream.
         choice = autotune.choose("fast path", key, lazy, budget_s=BUDGET_S)
-    names = [str(p) for p in options]
-    picked = options[names.index(_by_precision(choice, names))]
+    by_name = {str(p): p for p in options}
+    picked = by_name[_by_precision(choice, by_name)]
     reason = _reason(choice, picked, options[0])
     return picked, reason if why is None else f"{why}; {reason}"
 
@@ -134,9 +171,13 @@ def kept(saved: dict | None, cfg: RunConfig, device: torch.device, world: int, i
         t.backward if t.backward != "auto" else str(saved.get("backward", "autograd")),
         bool(t.channels_last) if t.channels_last is not None else bool(saved.get("channels_last", False)),
         t.precision if t.precision != "auto" else str(saved.get("precision", "fp32")),
+        t.threads if t.threads is not None else saved.get("threads"),
     )
     same_kind = saved.get("device", device.type) == device.type
-    if same_kind and want in candidates(cfg, device, world, is_conv):
+    # Any thread count runs anywhere: a resume keeps the saved one (a checkpoint from before
+    # ganctl chose it has none: the process's own count, as then).
+    allowed = {replace(p, threads=want.threads) for p in candidates(cfg, device, world, is_conv)}
+    if same_kind and want in allowed:
         return want, None
     if not same_kind:
         why = f"it was picked on {saved['device']}, this run trains on {device.type}"
@@ -149,15 +190,15 @@ def kept(saved: dict | None, cfg: RunConfig, device: torch.device, world: int, i
     return None, f"the checkpoint's fast path {want} cannot be kept ({why}); choosing again"
 
 
-def _by_precision(choice: autotune.Choice, names: list[str]) -> str:
+def _by_precision(choice: autotune.Choice, by_name: dict[str, Paths]) -> str:
     """The pick, held to LOWER_PRECISION_GAIN where it is a lower precision than fp32's best.
 
-    `names` are the candidates in order, the plain path first (a cached entry's timings come back
-    in the cache file's sorted order)."""
+    `by_name` holds the candidates in order, the plain path first (a cached entry's timings come
+    back in the cache file's sorted order)."""
     t = choice.timings_ms
-    if not t or choice.value.endswith("precision=fp32"):
+    if not t or by_name[choice.value].precision == "fp32":
         return choice.value
-    full = {k: t[k] for k in names if k.endswith("precision=fp32")}
+    full = {k: t[k] for k, p in by_name.items() if p.precision == "fp32"}
     if not full:  # an explicit precision: nothing to weigh it against
         return choice.value
     best_full = autotune.pick(full, autotune.MARGIN)
@@ -178,12 +219,15 @@ def _reason(choice: autotune.Choice, picked: Paths, plain: Paths) -> str:
 
 
 def _lazy(trial, paths: Paths) -> Callable[[], object]:
-    """The trial's call, built on first use: a cached pick builds none of them."""
+    """The trial's call, built on first use (a cached pick builds none of them), run on the
+    thread count `paths` names."""
     built: list = []
 
     def call():
         if not built:
             built.append(trial(paths))
-        return built[0]()
+        with threads_kept():
+            use_threads(paths)
+            return built[0]()
 
     return call

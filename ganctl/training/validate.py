@@ -193,6 +193,8 @@ def _value_problems(cfg: RunConfig) -> list[str]:
         bad("trainer.augment_target", t.augment_target, "a number in (0, 1), e.g. 0.6 (ADA's)")
     if t.batch_gpu is not None and t.batch_gpu < 1:
         bad("trainer.batch_gpu", t.batch_gpu, "an integer >= 1 that divides the per-device batch, or null")
+    if t.threads is not None and t.threads < 1:
+        bad("trainer.threads", t.threads, "an integer >= 1, or null (auto: timed on a CPU)")
     return problems
 
 

@@ -19,12 +19,13 @@ install: $(BIN)/ganctl
 # The 8-Gaussian ring (conf/experiment/ring8.yaml): generated data, no download, 10-20 s of
 # training on a 2-core CPU, and a picture a newcomer can judge: do the samples cover the 8 modes?
 # seed=1 put a tight cluster on all 8 with both CPU backward paths the fast-path timing may pick
-# (93% of samples within 3 std of a mode; seed 0 gave 44-78%, seed 2 6 to 8 modes). One thread:
-# these 128-unit layers gain nothing from two, and with the cores busy two threads ran 10x slower
-# (26 against 258 steps/s). A scatter every 250 steps makes a 12-frame progress.gif;
+# (93% of samples within 3 std of a mode; seed 0 gave 44-78%, seed 2 6 to 8 modes). The thread
+# count is trainer.threads=auto's pick: on a quiet 2-core Xeon two threads trained these 128-unit
+# layers faster (15.3 against 19.3 s whole), and on busy cores the timing finds one thread faster
+# (two ran 10x slower there once). A scatter every 250 steps makes a 12-frame progress.gif;
 # overwrite=true moves an earlier demo aside.
 demo: install
-	OMP_NUM_THREADS=1 $(BIN)/ganctl train +experiment=ring8 seed=1 trainer.sample_every=250 \
+	$(BIN)/ganctl train +experiment=ring8 seed=1 trainer.sample_every=250 \
 		hydra.run.dir=outputs/demo overwrite=true
 	@echo "demo: final samples   outputs/demo/samples/step_003000.png (red rings: the 8 modes)"
 	@echo "demo: training as GIF outputs/demo/samples/progress.gif"

@@ -99,3 +99,15 @@ def test_minutes_on_the_command_line(tmp_path):
         "ganctl: error: trainer.minutes=10 sets the run's length, and so does trainer.steps=500; "
         "accepted: one of trainer.minutes, trainer.steps, trainer.epochs"
     ]
+
+
+def test_the_timing_covers_whole_cycles_of_a_lazy_penalty(tmp_path, caplog):
+    """R1 every 7 D updates costs more than the other six: the timed steps are a multiple of 7, so
+    the per-step estimate holds one R1 for every seven steps, as the run will."""
+    import re
+
+    with caplog.at_level(logging.INFO, logger="ganctl.budget"):
+        run(compose(*BASE, "loss.r1_gamma=0.1", "loss.r1_every=7", "trainer.minutes=0.02"), tmp_path / "r1")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ganctl.budget"]
+    timed = int(re.search(r"timed over (\d+) steps", line).group(1))
+    assert timed >= 7 and timed % 7 == 0, line

@@ -102,7 +102,7 @@ def candidates(cfg: RunConfig, device: torch.device, world: int, is_conv: bool) 
 def thread_counts(cfg: RunConfig, device: torch.device, world: int) -> list[Optional[int]]:
     """trainer.threads's candidates: the setting, or with null the process's count and one thread.
 
-    A step of tiny tensors (setup 002's 50-unit MLPs) gains nothing from a second thread and pays
+    A step of tiny tensors (setup 002's 5- and 10-unit MLPs) gains nothing from a second thread and pays
     OpenMP's hand-offs on every op: one thread trained it ~8% faster on a quiet 2-core Xeon, and a
     busy machine makes the hand-offs far worse. Bigger steps split their work across the threads
     and lose with one. So one thread is a candidate, timed like the other paths, on an eager CPU

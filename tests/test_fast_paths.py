@@ -294,20 +294,21 @@ def test_setup_002_never_imports_dynamo(tmp_path):
     import subprocess
     import sys
 
+    run_dir = tmp_path / "run"
     script = f"""
 import sys, torch
 from ganctl.cli import main
 from ganctl.training.cpu_kernels import _DYNAMO_WRAPPED
 run = ["+experiment=gaussian1d", "trainer.backward=manual", "trainer.progress=false"]
-main(["train", *run, "trainer.steps=3", "hydra.run.dir={tmp_path / 'run'}"])
-main(["train", *run, "resume={tmp_path / 'run'}", "trainer.steps=5"])
+main(["train", *run, "trainer.steps=3", "hydra.run.dir={run_dir}"])
+main(["train", *run, "resume={run_dir}", "trainer.steps=5"])
 marks = [getattr(getattr(torch.optim.Optimizer, n).__wrapped__, "__dynamo_disable", None) for n in _DYNAMO_WRAPPED]
 print("dynamo imported:", "torch._dynamo" in sys.modules, "marks left:", sum(m is not None for m in marks))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "dynamo imported: False marks left: 0" in out.stdout, out.stdout
-    assert checkpoint.load(tmp_path / "run")["step"] == 5
+    assert checkpoint.load(run_dir)["step"] == 5
 
 
 def test_threads_candidates_and_the_run_count(tmp_path):

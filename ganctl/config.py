@@ -127,7 +127,7 @@ class TrainerConfig:
     cpu_matmul: str = "auto"
     backward: str = "auto"
     channels_last: Optional[bool] = None  # null: auto (timed for conv nets)
-    threads: Optional[int] = None  # torch's intra-op threads on a CPU; null: auto (timed: 1 or the process's)
+    threads: Optional[int] = None  # the run's intra-op threads; null: auto (on a CPU, 1 or the process's, timed)
     ema: Optional[float] = None
     # G_ema by half-life in images (StyleGAN2-ADA's ema_kimg x 1000), capped at warm-up x images
     # seen so far so that early averages do not hold on to the random initial weights

@@ -347,3 +347,36 @@ def test_bad_thread_count_is_one_line(value, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "trainer.threads" in lines[0] and value in lines[0], out.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("one_thread_ms, expected", [(0.797, None), (0.7, 1)])
+def test_one_thread_must_beat_the_process_count_by_the_margin(monkeypatch, tmp_path, one_thread_ms, expected):
+    """The thread count governs the whole run: one thread is taken only where it beats the same
+    path at the process's count by autotune's margin, and each candidate is timed at its own count."""
+    from ganctl import autotune
+    from ganctl.training import fast_paths
+
+    monkeypatch.setenv("GANCTL_AUTOTUNE", "fresh")
+    monkeypatch.setenv("GANCTL_CACHE", str(tmp_path))
+    clock = _Clock()
+    monkeypatch.setattr(autotune, "_clock", clock)
+    cfg = compose("+experiment=gaussian1d", "trainer.device=cpu")
+    counts = {}
+
+    def trial(paths):
+        ms = 2.0 if paths.backward == "autograd" else (one_thread_ms if paths.threads == 1 else 0.8)
+
+        def call():
+            counts.setdefault(str(paths), set()).add(torch.get_num_threads())
+            clock.t += ms / 1e3
+
+        return call
+
+    torch.set_num_threads(2)
+    try:
+        pick, reason = fast_paths.choose(cfg, torch.device("cpu"), 1, False, trial, {"case": one_thread_ms})
+        assert torch.get_num_threads() == 2  # the timing gave the count back
+    finally:
+        torch.set_num_threads(1)
+    assert pick == fast_paths.Paths("manual", False, "fp32", expected), reason
+    assert len(counts) == 4 and all(c == ({1} if name.endswith("threads=1") else {2}) for name, c in counts.items())

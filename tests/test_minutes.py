@@ -111,3 +111,17 @@ def test_the_timing_covers_whole_cycles_of_a_lazy_penalty(tmp_path, caplog):
     (line,) = [r.getMessage() for r in caplog.records if r.name == "ganctl.budget"]
     timed = int(re.search(r"timed over (\d+) steps", line).group(1))
     assert timed >= 7 and timed % 7 == 0, line
+
+
+def test_cycle_lengths():
+    """Steps per cycle of lazy penalties: R1 every K D updates, d_steps D updates a step."""
+    from ganctl.training.budget import cycle
+
+    def steps(*overrides):
+        return cycle(ganctl.compose("mnist_best", *overrides))
+
+    assert steps() == 16  # R1 every 16 D updates, one a step
+    assert steps("trainer.d_steps=20") == 4  # 80 D updates hold 5 R1s: the pattern repeats every 4 steps
+    assert steps("loss.r1_every=7", "trainer.d_steps=7") == 1  # one R1 in every step
+    assert steps("loss.r1_every=256") == 1  # past MAX_CYCLE: timed in part, its step under 1% of the run
+    assert steps("loss.r1_gamma=0") == 1  # no lazy penalty

@@ -31,7 +31,8 @@ from ganctl.losses import for_run
 WARMUP = 3  # untimed steps first: first-call allocations, oneDNN primitive creation, torch.compile
 MIN_TIMED, MAX_TIMED = 5, 30  # timed steps, at least and at most (rounded up to whole cycles)
 TIMED_SHARE = 0.01  # the timing stops after this share of the budget, once MIN_TIMED steps are in
-MAX_CYCLE = 128  # longer cycles are timed in part: their periodic step is under 1% of the run's time
+MAX_CYCLE = 128  # a penalty of a longer period is left out: its step is under 1% of the run's time
+ROUND_SHARE = 0.1  # rounding up to a whole cycle stops after this share of the budget
 
 
 def cycle(cfg: RunConfig) -> int:
@@ -39,7 +40,9 @@ def cycle(cfg: RunConfig) -> int:
     d_steps of which make a step."""
     steps = 1
     for penalty in for_run(cfg.loss).penalties:
-        steps = math.lcm(steps, penalty.every // math.gcd(penalty.every, cfg.trainer.d_steps))
+        period = penalty.every // math.gcd(penalty.every, cfg.trainer.d_steps)
+        if period <= MAX_CYCLE:
+            steps = math.lcm(steps, period)
     return steps if steps <= MAX_CYCLE else 1
 
 
@@ -59,11 +62,20 @@ def steps_for_minutes(cfg: RunConfig, started: float, step: Callable[[], object]
         _sync(device)
         t1 = time.perf_counter()
         timed, every = 0, cycle(cfg)
-        least, most = (math.ceil(n / every) * every for n in (MIN_TIMED, MAX_TIMED))
-        while timed < least or timed % every or (timed < most and time.perf_counter() - t1 < TIMED_SHARE * budget):
+        most = math.ceil(MAX_TIMED / every) * every
+
+        def more() -> bool:
+            spent = time.perf_counter() - t1
+            if timed < MIN_TIMED:
+                return True
+            if timed % every:  # finish the cycle, unless that would eat into the run itself
+                return spent < ROUND_SHARE * budget
+            return timed < most and spent < TIMED_SHARE * budget
+
+        while more():
             step()
             timed += 1
-            if timed >= least:
+            if timed >= MIN_TIMED:
                 _sync(device)
         t2 = time.perf_counter()
     per_step = (t2 - t1) / timed

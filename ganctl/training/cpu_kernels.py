@@ -6,7 +6,8 @@ the machine at hand (docs/BENCHMARKS.md). On an Intel Xeon (AVX-512, AMX) oneDNN
 products (0.85x), uniform-draw dropout masks (1.10x) and direct fused Adam (1.06-1.10x) did not,
 and were removed: G and D train as the plain nn.Linear/nn.Dropout modules they are, and Adam runs
 opt.step. Direct fused SGD inside setup 002's manual step pays (1.27x) and stays (see `stepper`),
-and with `without_dynamo` it keeps setup 002's whole process clear of the torch._dynamo import.
+and with `without_dynamo` it keeps setup 002's whole process clear of the torch._dynamo import once
+the fast-path pick is cached (the first run's timing of the autograd candidate imports it).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def choose(
         # The timing's random draws must not shift the run's random stream.
         choice = autotune.choose("fast path", key, lazy, budget_s=BUDGET_S)
     by_name = {str(p): p for p in options}
-    picked = by_name[_by_precision(choice, by_name)]
+    picked = _by_threads(choice, by_name[_by_precision(choice, by_name)])
     reason = _reason(choice, picked, options[0])
     return picked, reason if why is None else f"{why}; {reason}"
 
@@ -203,6 +203,15 @@ def _by_precision(choice: autotune.Choice, by_name: dict[str, Paths]) -> str:
         return choice.value
     best_full = autotune.pick(full, autotune.MARGIN)
     return choice.value if t[choice.value] <= (1 - LOWER_PRECISION_GAIN) * t[best_full] else best_full
+
+
+def _by_threads(choice: autotune.Choice, picked: Paths) -> Paths:
+    """The pick, at the process's thread count unless one thread beats that same path by the
+    margin: the count governs the whole run (its samples and evaluations too), so a tie keeps it."""
+    t, own = choice.timings_ms, replace(picked, threads=None)
+    if picked.threads != 1 or str(own) not in t:  # an explicit count, or nothing to weigh it against
+        return picked
+    return picked if t[str(picked)] < (1 - autotune.MARGIN) * t[str(own)] else own
 
 
 def _reason(choice: autotune.Choice, picked: Paths, plain: Paths) -> str:

@@ -330,8 +330,8 @@ def test_threads_candidates_and_the_run_count(tmp_path):
         assert names[0] == "backward=autograd, channels_last=false, precision=fp32"  # the plain path first
         assert "backward=manual, channels_last=false, precision=fp32, threads=1" in names
         with fast_paths.threads_kept():
-            build(compose("+experiment=gaussian1d", "trainer.device=cpu", "trainer.threads=1"), Rank())
-            assert torch.get_num_threads() == 1
+            r = build(compose("+experiment=gaussian1d", "trainer.device=cpu", "trainer.threads=1"), Rank())
+            assert torch.get_num_threads() == 1 and r.process_threads == 2
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
@@ -380,3 +380,40 @@ def test_one_thread_must_beat_the_process_count_by_the_margin(monkeypatch, tmp_p
         torch.set_num_threads(1)
     assert pick == fast_paths.Paths("manual", False, "fp32", expected), reason
     assert len(counts) == 4 and all(c == ({1} if name.endswith("threads=1") else {2}) for name, c in counts.items())
+
+
+def test_a_one_thread_run_samples_and_evaluates_on_the_process_count(monkeypatch, tmp_path):
+    """The thread pick was timed on the updates: the updates run on it, the sample grids and the
+    evaluations on the count the process had."""
+    import ganctl.commands.train as train_command
+    from ganctl.training.evaluator import Evaluator
+    from ganctl.training.step import GANStep
+
+    seen = {"update": set(), "sample": set(), "eval": set()}
+
+    def recording(kind, fn):
+        def call(*args, **kwargs):
+            seen[kind].add(torch.get_num_threads())
+            return fn(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(GANStep, "g_phase", recording("update", GANStep.g_phase))
+    monkeypatch.setattr(Evaluator, "__call__", recording("eval", Evaluator.__call__))
+    monkeypatch.setattr(train_command, "save_samples", recording("sample", train_command.save_samples))
+    cfg = compose(
+        "+experiment=gaussian1d",
+        "trainer.threads=1",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "trainer.eval_every=2",
+        "trainer.sample_every=2",
+        "trainer.progress=false",
+    )
+    torch.set_num_threads(2)
+    try:
+        run(cfg, tmp_path / "run")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert seen == {"update": {1}, "sample": {2}, "eval": {2}}

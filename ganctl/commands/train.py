@@ -170,15 +170,17 @@ def run_rank(rank: distributed.Rank, cfg: RunConfig, run_dir: Path | str, resume
                         "this is a bug in data-parallel training, please report it"
                     )
                 now = time.perf_counter()
-                row, postfix = log_row(
-                    r, cfg, stats, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, run
-                )
+                with fast_paths.at_threads(r.process_threads):  # its evaluation, on the process's count
+                    row, postfix = log_row(
+                        r, cfg, stats, (s.step - last_log_step) / (now - last_log_time), now - start, nan_skips, run
+                    )
                 log.write(row, postfix)
                 last_log_step, last_log_time = s.step, now
             # Replicas agree on stopping at log steps: one small all-reduce there, no per-step sync.
             stop_signal = stop.signum if rank.world == 1 else (rank.any(stop.signum or 0, r.device) if logging else 0)
             if rank.is_main and (s.step % t.sample_every == 0 or s.step == r.steps):
-                save_samples(r, cfg, run.sample_picture(s.step), log)
+                with fast_paths.at_threads(r.process_threads):
+                    save_samples(r, cfg, run.sample_picture(s.step), log)
             if s.step % t.ckpt_every == 0 or s.step == r.steps or stop_signal:
                 if rank.is_main:
                     checkpoint.save_step(run, s.step, s.state_dict(), cfg.checkpoints.keep_last)

@@ -43,6 +43,9 @@ class Run:
     gan: GANStep
     evaluator: Evaluator | None
     schedule: Schedule
+    # The process's own thread count where the run trains on another (trainer.threads): sample
+    # grids and evaluations run on it, since the pick was timed on the updates alone.
+    process_threads: int | None = None
 
 
 def total_steps(cfg: RunConfig, batches_per_epoch: int) -> int:
@@ -100,6 +103,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     saved = resume.get("fast_path") if resume is not None else None
     paths = choose_paths(cfg, G, D, data, device, rank, batch, n_classes, saved)
     fast_paths.apply(paths, G, D)
+    process_threads = torch.get_num_threads() if paths.threads is not None else None
     fast_paths.use_threads(paths)  # the caller, commands.train.run, gives the count back
     if t.minutes is not None and resume is None:
         if rank.world > 1:  # torchrun's processes, which validation cannot see
@@ -139,7 +143,8 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     )
     gan.d_updates = state.step * t.d_steps  # lazy penalties stay on the same updates after a resume
     evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
-    return Run(device, data, steps, state, gan, evaluator, Schedule(cfg.optim, steps, [opt_g, opt_d]))
+    schedule = Schedule(cfg.optim, steps, [opt_g, opt_d])
+    return Run(device, data, steps, state, gan, evaluator, schedule, process_threads)
 
 
 def choose_paths(

@@ -67,6 +67,17 @@ def threads_kept() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def at_threads(count: int | None) -> Iterator[None]:
+    """The block runs on `count` intra-op threads (None: as it is), then on the count it had."""
+    if count is None or count == torch.get_num_threads():
+        yield
+        return
+    with threads_kept():
+        torch.set_num_threads(count)
+        yield
+
+
 def use_threads(paths: Paths) -> None:
     """Train on the intra-op thread count `paths` names (None: leave the process's)."""
     if paths.threads is not None and paths.threads != torch.get_num_threads():

@@ -20,10 +20,10 @@ install: $(BIN)/ganctl
 # training on a 2-core CPU, and a picture a newcomer can judge: do the samples cover the 8 modes?
 # seed=1 put a tight cluster on all 8 with both CPU backward paths the fast-path timing may pick
 # (93% of samples within 3 std of a mode; seed 0 gave 44-78%, seed 2 6 to 8 modes). The thread
-# count is trainer.threads=null's timed pick: on a quiet 2-core Xeon two threads trained these 128-unit
-# layers faster (15.3 against 19.3 s whole), and on busy cores the timing finds one thread faster
-# (two ran 10x slower there once). A scatter every 250 steps makes a 12-frame progress.gif;
-# overwrite=true moves an earlier demo aside.
+# count is trainer.threads=null's timed pick: on a quiet 2-core Xeon two threads trained these
+# 128-unit layers faster (15.3 against 19.3 s whole); where one thread times faster, as it may on
+# busy cores (two once ran 10x slower there), the pick is one. A scatter every 250 steps makes a
+# 12-frame progress.gif; overwrite=true moves an earlier demo aside.
 demo: install
 	$(BIN)/ganctl train +experiment=ring8 seed=1 trainer.sample_every=250 \
 		hydra.run.dir=outputs/demo overwrite=true

@@ -29,10 +29,19 @@ def test_inspect_a_run_folder(tmp_path):
     assert "optim.lr = 0.002" in text  # a value that differs from the schema's default
     assert "parameters G 46, D 171" in text  # setup 002's 1-5-5-1 G and 4-10-10-1 D
     assert "last metrics row: step 20" in text
+    # The suite's GANCTL_AUTOTUNE=off: the plain path, at the process's thread count.
+    assert "fast path: backward=autograd, channels_last=false, precision=fp32 (picked on cpu)" in text
 
     info = json.loads(run_cli("inspect", str(run_dir), "--json").stdout)
     assert info["step"] == 20 and info["ema"] is True and info["parameters"] == {"G": 46, "D": 171}
     assert info["changed"]["optim.lr"] == 0.002 and info["last_metrics"]["step"] == "20"
+    assert info["fast_path"] == {
+        "device": "cpu",
+        "backward": "autograd",
+        "channels_last": False,
+        "precision": "fp32",
+        "threads": None,
+    }
 
 
 def test_inspect_an_old_checkpoint_and_a_bad_path(tmp_path):

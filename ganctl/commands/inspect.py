@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 
@@ -9,7 +10,7 @@ from ganctl.commands import options
 from ganctl.config import RunConfig, flatten, to_run_config
 from ganctl.errors import ArgumentParser, CheckpointError
 from ganctl.runfolder import RunFolder
-from ganctl.training import checkpoint
+from ganctl.training import checkpoint, fast_paths
 
 
 def _command(run: RunFolder) -> str | None:
@@ -46,7 +47,14 @@ def describe(target: str) -> dict:
         "changed": {k: v for k, v in values.items() if v != defaults.get(k)},
         "last_metrics": run.last_row(),
         "best_metric": ckpt.get("best_metric"),
+        "fast_path": ckpt.get("fast_path"),  # the step, memory format, precision and threads it trained with
     }
+
+
+def _fast_path(pick: dict) -> str:
+    fields = {f.name for f in dataclasses.fields(fast_paths.Paths)}
+    paths = fast_paths.Paths(**{k: v for k, v in pick.items() if k in fields})
+    return f"  fast path: {paths} (picked on {pick.get('device', 'an unrecorded device')})"
 
 
 def render(info: dict) -> str:
@@ -64,6 +72,8 @@ def render(info: dict) -> str:
         f"  EMA generator: {'yes' if info['ema'] else 'no'}; class labels: "
         + (", ".join(map(str, info["labels"])) if info["labels"] else "none"),
     ]
+    if info["fast_path"]:
+        lines.append(_fast_path(info["fast_path"]))
     lines.append("  config values that differ from the schema's defaults:")
     lines += [f"    {k} = {v!r}" for k, v in info["changed"].items()] or ["    (none)"]
     if info["last_metrics"]:

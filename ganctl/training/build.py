@@ -112,9 +112,7 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
         steps = steps_for_minutes(cfg, started, step, device)
         # Recorded in the config the checkpoints keep: a resume continues to the same end.
         t.steps, t.epochs = steps, None
-    with without_dynamo():
-        opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
-        opt_d = build_optimizer(D.parameters(), cfg.optim, "d", device)
+    opt_g, opt_d = optimizers(cfg, G, D, device)
     fixed_z = latents(kinds.of(cfg.dataset).picture_count(t.num_samples), cfg.model, device=device)
     fixed_y = None
     if n_classes:
@@ -145,6 +143,13 @@ def build(cfg: RunConfig, rank: Rank, resume: dict | None = None) -> Run:
     evaluator = Evaluator(cfg, device, n_classes) if t.eval_every and rank.is_main else None
     schedule = Schedule(cfg.optim, steps, [opt_g, opt_d])
     return Run(device, data, steps, state, gan, evaluator, schedule, process_threads)
+
+
+def optimizers(cfg: RunConfig, G: nn.Module, D: nn.Module, device: torch.device) -> tuple:
+    """G's and D's optimisers, built without importing torch._dynamo (cpu_kernels.without_dynamo)."""
+    with without_dynamo():
+        opt_g = build_optimizer(G.parameters(), cfg.optim, "g", device)
+        return opt_g, build_optimizer(D.parameters(), cfg.optim, "d", device)
 
 
 def choose_paths(
@@ -242,11 +247,7 @@ def throwaway_step(
     labels), and the copy of G: for timing updates without touching the run's own."""
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
     fast_paths.apply(paths, G2, D2)
-    with without_dynamo():
-        opt_g, opt_d = (
-            build_optimizer(G2.parameters(), cfg.optim, "g", device),
-            build_optimizer(D2.parameters(), cfg.optim, "d", device),
-        )
+    opt_g, opt_d = optimizers(cfg, G2, D2, device)
     gan = make_step(
         cfg,
         G2,

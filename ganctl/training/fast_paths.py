@@ -218,7 +218,7 @@ def _by_precision(choice: autotune.Choice, by_name: dict[str, Paths]) -> str:
 
 def _by_threads(choice: autotune.Choice, picked: Paths) -> Paths:
     """The pick, at the process's thread count unless one thread beats that same path by the
-    margin: the count governs the whole run (its samples and evaluations too), so a tie keeps it."""
+    margin: the count governs every update of the run, so a tie keeps the process's."""
     t, own = choice.timings_ms, replace(picked, threads=None)
     if picked.threads != 1 or str(own) not in t:  # an explicit count, or nothing to weigh it against
         return picked
@@ -246,8 +246,7 @@ def _lazy(trial, paths: Paths) -> Callable[[], object]:
     def call():
         if not built:
             built.append(trial(paths))
-        with threads_kept():
-            use_threads(paths)
+        with at_threads(paths.threads):
             return built[0]()
 
     return call

@@ -7,7 +7,15 @@ PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install demo test lint bench gpu-check clean
 
+# torch 2.14.1's x86_64 wheel is a CUDA build that pulls NVIDIA's libraries and triton: the venv
+# comes to 6.0 GB. A first install checks the free space before it starts, so a full disk gets one
+# clear line instead of pip's OSError halfway through.
+VENV_GB := 6.5
+
 $(BIN)/ganctl: pyproject.toml
+	@test -d $(VENV)/lib/python*/site-packages/torch || $(PY) -c "import shutil, sys; \
+		free = shutil.disk_usage('.').free / 1e9; \
+		free >= $(VENV_GB) or sys.exit(f'make install: .venv needs about $(VENV_GB) GB of free disk (torch with its CUDA libraries), {free:.1f} GB free here')"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(PINS)

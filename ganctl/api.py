@@ -37,13 +37,11 @@ def compose(experiment: str | None = None, *overrides: str) -> RunConfig:
     Hydra's key=value strings, e.g. "optim.lr=1e-4".
     """
     from ganctl.launch import compose as composing
-    from ganctl.launch.overrides import check_time_budget
-    from ganctl.launch.recipe import image_recipe
+    from ganctl.launch.recipe import in_front
     from ganctl.training.validate import validate
 
     args = ([f"+experiment={experiment}"] if experiment else []) + list(overrides)
-    check_time_budget(args)
-    args = [*image_recipe(args), *args]  # image data without an experiment: as `ganctl train` does
+    args = [*in_front(args), *args]  # the image recipe and the run's length, as `ganctl train` has them
     composing.check_group_options(args)
     cfg = composing.checked(lambda: composing.compose_run_config(args))
     validate(cfg)

@@ -55,15 +55,23 @@ def given_values(overrides: Sequence[str], keys: Sequence[str]) -> dict[str, str
     return {k: v for k, v in last_values(overrides).items() if k in keys and v.strip().lower() not in ("null", "~", "")}
 
 
-def check_time_budget(overrides: Sequence[str]) -> None:
-    """trainer.minutes sets the run's length: not with an explicit trainer.steps or trainer.epochs."""
-    given = given_values(overrides, ("trainer.minutes", "trainer.steps", "trainer.epochs"))
-    length = [f"{k}={v}" for k, v in given.items() if k != "trainer.minutes"]
-    if "trainer.minutes" in given and length:
+# The keys that set a run's length; the command line gives at most one of them.
+LENGTH_KEYS = ("trainer.minutes", "trainer.steps", "trainer.epochs")
+
+
+def run_length(overrides: Sequence[str]) -> list[str]:
+    """What the user's run length needs composed with it: the one length key the command line gives
+    decides, so an experiment's trainer.steps cannot outrank the user's trainer.epochs (steps win
+    when both are set, and the epochs were ignored). Two of them on one command line are refused."""
+    given = given_values(overrides, LENGTH_KEYS)
+    keys = [k for k in LENGTH_KEYS if k in given]
+    if len(keys) > 1:
+        others = " and ".join(f"{k}={given[k]}" for k in keys[1:])
         raise ConfigError(
-            f"trainer.minutes={given['trainer.minutes']} sets the run's length, and so does {' and '.join(length)}; "
+            f"{keys[0]}={given[keys[0]]} sets the run's length, and so does {others}; "
             "accepted: one of trainer.minutes, trainer.steps, trainer.epochs"
         )
+    return ["trainer.steps=null"] if keys == ["trainer.epochs"] else []
 
 
 def literal_override(args: Sequence[str], key: str) -> str | None:

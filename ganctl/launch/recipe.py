@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ganctl.launch.overrides import last_values
+from ganctl.launch.overrides import LENGTH_KEYS, given_values, last_values, run_length
 
 # The recipe of conf/experiment/mnist_best.yaml (its comments give the reasons), by group.
 IMAGE_RECIPE: dict[str, tuple[str, list[str]]] = {
@@ -65,11 +65,21 @@ def image_recipe(overrides: Sequence[str]) -> list[str]:
     dataset = given.get("dataset")
     if "experiment" in given or dataset not in DATASETS or DATASETS[dataset].kind != IMAGES:
         return []
+    # A length the user gives replaces the recipe's: its trainer.steps would outrank trainer.epochs,
+    # and in the run's recorded command it would stand beside trainer.minutes, which is refused.
+    own_length = bool(given_values(overrides, LENGTH_KEYS))
     added = []
     for group, (option, keys) in IMAGE_RECIPE.items():
         if group not in given:
-            added += [f"{group}={option}", *keys]
+            added += [f"{group}={option}", *(k for k in keys if not (own_length and k.split("=")[0] in LENGTH_KEYS))]
     resolution = _resolution(dataset, given)
     if "loss" not in given and resolution is not None:
         added.append(f"loss.r1_gamma={r1_gamma(resolution)}")
     return added
+
+
+def in_front(overrides: Sequence[str]) -> list[str]:
+    """What goes in front of the user's overrides of `ganctl train` (or ganctl.compose): the image
+    recipe, where it applies, and what the user's run length needs (run_length), which also refuses
+    two lengths. In front, so that everything the user typed still wins."""
+    return [*image_recipe(overrides), *run_length(overrides)]

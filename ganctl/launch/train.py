@@ -15,8 +15,8 @@ from ganctl import files
 from ganctl.errors import ConfigError
 from ganctl.launch import compose
 from ganctl.launch.folders import check_output_folder, claim_run_folder, claim_sweep_folder, main_process
-from ganctl.launch.overrides import NO_JOB_FLAGS, as_override, check_time_budget, resume_target, take_overwrite
-from ganctl.launch.recipe import image_recipe
+from ganctl.launch.overrides import NO_JOB_FLAGS, as_override, resume_target, take_overwrite
+from ganctl.launch.recipe import in_front
 from ganctl.launch.resume import Resume, config_overrides, locate_resume, resume_config
 from ganctl.launch.task import TrainTask
 
@@ -58,10 +58,9 @@ def _check_run(cfg, new_folder: str | None = None) -> None:
 def train_main(args: list[str]) -> None:
     """Run `ganctl train ARGS` (Hydra's overrides and flags, plus ganctl's overwrite=)."""
     args, overwrite = take_overwrite(args)
-    # Image data without an experiment: the modern recipe, in front so that the user's words win.
-    command = Command(args, overwrite)
-    check_time_budget(command.overrides)  # what the user typed, not the recipe's trainer.steps
-    command = Command([*image_recipe(command.overrides), *args], overwrite)
+    # Image data without an experiment gets the modern recipe, and a trainer.epochs outranks an
+    # experiment's trainer.steps: overrides in front of the user's, whose words still win.
+    command = Command([*in_front(Command(args, overwrite).overrides), *args], overwrite)
     args = command.args
     compose.check_group_options(command.overrides)
     target = resume_target(command.overrides)

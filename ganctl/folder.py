@@ -37,6 +37,8 @@ log = logging.getLogger("ganctl.data")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 IMAGE_FILES = "PNG, JPEG, WebP, BMP or GIF files that Pillow can decode"
 ACCEPTED = "a folder of PNG, JPEG, WebP, BMP or GIF images (searched recursively)"
+# The sides the enlarging warning suggests: ones every image family trains at (they halve to 4).
+SUGGESTED_SIDES = (16, 32, 64, 128, 256)
 CACHE_FORMAT = 1  # part of the key: a change in how pixels are made must not reuse old caches
 IMAGES, LABELS, MANIFEST = "images.npy", "labels.npy", "manifest.json"
 # The .npy header is written after the rows, once their count is known, so it has a fixed size.
@@ -190,11 +192,13 @@ def announce(packed: Packed) -> None:
         log.info(
             f"dataset=folder: reusing the cache {packed.folder} ({shape}, built in {m['build_seconds']:.1f} s{skipped})"
         )
+        _warn_enlarged(m)
         return
     _built_here.discard(packed.folder)
     log.info(
         f"dataset=folder: decoded {m['folder']} into the cache {packed.folder} in {m['build_seconds']:.1f} s ({shape})"
     )
+    _warn_enlarged(m)
     if m["skipped"]:
         names = m["skipped_files"]
         shown = ", ".join(names[:3]) + (", ..." if m["skipped"] > 3 else "")
@@ -202,6 +206,24 @@ def announce(packed: Packed) -> None:
             f"dataset=folder: skipped {m['skipped']} unreadable or truncated files of {m['files']}: "
             f"{shown} (first: {m['first_reason']})"
         )
+
+
+def _warn_enlarged(m: dict) -> None:
+    """Most images smaller than dataset.resolution were enlarged to it: the run trains on blown-up
+    pixels at the cost of the larger side (a 32 px folder at the default 64 costs 4x the pixels)."""
+    n, res, median = m["shape"][0], m["resolution"], m.get("median_side")  # caches before 2026-12-07: none
+    if median is None or 2 * m["enlarged"] <= n:
+        return
+    smaller = [r for r in SUGGESTED_SIDES if r <= median]
+    suggestion = (
+        f"; dataset.resolution={smaller[-1]} trains on them without enlarging, on {(res / smaller[-1]) ** 2:.0f}x fewer pixels"
+        if smaller and smaller[-1] < res
+        else ""
+    )
+    log.warning(
+        f"dataset=folder: {m['enlarged']} of {n} images are smaller than dataset.resolution={res} "
+        f"(median side {median} px) and were enlarged to it{suggestion}"
+    )
 
 
 def _complete(cache: Path) -> Packed | None:
@@ -256,6 +278,7 @@ def _build(
     tmp = cache / f".{IMAGES}.tmp{os.getpid()}"
     skipped: list[tuple[str, str]] = []
     kept_labels: list[int] = []
+    sides: list[int] = []
     all_grey = True
     from tqdm import tqdm
 
@@ -265,11 +288,12 @@ def _build(
             with _decoded(jobs, workers) as results:
                 # disable=None: a bar on a terminal only, not \r-lines in a log file
                 bar = tqdm(results, total=len(jobs), desc="decoding images", unit="img", file=sys.stderr, disable=None)
-                for i, (pixels, grey, error) in enumerate(bar):
+                for i, (pixels, grey, error, side) in enumerate(bar):
                     if pixels is None:
                         skipped.append((files[i].rel, error))
                         continue
                     all_grey &= grey
+                    sides.append(side)
                     f.write(_rows(pixels, out_channels).tobytes())
                     if file_labels is not None:
                         kept_labels.append(file_labels[i])
@@ -298,7 +322,7 @@ def _build(
         raise
     if classes is not None:
         atomic_write(cache / LABELS, lambda f: np.save(f, np.asarray(kept_labels, dtype=np.int64)))
-    manifest = _manifest(root, cfg, (n, channels, res, res), classes, len(files), skipped, time.perf_counter() - start)
+    manifest = _manifest(root, cfg, (n, channels, res, res), classes, len(files), skipped, sides, time.perf_counter() - start)
     # The manifest is the commit point: until it exists, _complete ignores the files beside it.
     atomic_write(cache / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     _built_here.add(cache)
@@ -312,6 +336,7 @@ def _manifest(
     classes: list[str] | None,
     n_files: int,
     skipped: list[tuple[str, str]],
+    sides: list[int],
     seconds: float,
 ) -> dict:
     """What a complete cache holds and how it was made (manifest.json)."""
@@ -327,6 +352,9 @@ def _manifest(
         "skipped": len(skipped),
         "skipped_files": [rel for rel, _ in skipped[:20]],
         "first_reason": skipped[0][1] if skipped else None,
+        # The images' own sizes (the side of each centre square), for the warning on enlarging.
+        "median_side": int(np.median(sides)),
+        "enlarged": sum(side < cfg.resolution for side in sides),
         "build_seconds": round(seconds, 3),
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -385,8 +413,9 @@ def is_grey(img) -> bool:
     return False
 
 
-def decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, bool, str]:
-    """(R x R or R x R x 3 uint8 pixels, whether the file is greyscale, why it failed) for one file."""
+def decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, bool, str, int]:
+    """(R x R or R x R x 3 uint8 pixels, whether the file is greyscale, why it failed, the side of
+    its centre square before the resize) for one file."""
     path, res, channels = job
     from PIL import Image, ImageOps
 
@@ -417,8 +446,8 @@ def decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, bool, str]:
     except Exception as exc:  # Pillow's decoders raise many types for a damaged file; skip it, not the build
         # Pillow's messages often repeat the path, which the warning already names.
         reason = str(exc).replace(f"'{path}'", "").replace(path, "").strip(" :") or type(exc).__name__
-        return None, False, reason.splitlines()[0][:120]
-    return pixels, grey, ""
+        return None, False, reason.splitlines()[0][:120], 0
+    return pixels, grey, "", side
 
 
 def load_image(path: str, res: int, channels: int) -> np.ndarray:
@@ -426,7 +455,7 @@ def load_image(path: str, res: int, channels: int) -> np.ndarray:
     if not os.path.isfile(path):
         what = "is a folder" if os.path.isdir(path) else "does not exist"
         raise DataError(f"image {path} {what}; accepted: {IMAGE_FILES}")
-    pixels, _, error = decode((path, res, "1" if channels == 1 else "3"))
+    pixels, _, error, _ = decode((path, res, "1" if channels == 1 else "3"))
     if pixels is None:
         raise DataError(f"image {path} cannot be read ({error}); accepted: {IMAGE_FILES}")
     return np.ascontiguousarray(_rows(pixels, channels))

@@ -235,6 +235,34 @@ def test_cache_reused_then_rebuilt_when_the_folder_changes(tmp_path, caplog):
     assert len(load_dataset(folder_cfg(d, tmp_path, resolution=16), CPU)) == 3 and len(caches(tmp_path)) == 5
 
 
+def test_enlarging_most_images_is_warned_with_a_side_that_fits(tmp_path, caplog):
+    """32 px pictures at the default 64 are trained on blown up, at 4x the pixels: one warning, on
+    the build and on each reuse, that names the count, their size and a resolution that fits."""
+    d = tmp_path / "imgs"
+    for i in range(3):
+        save(d / f"small{i}.png", solid((40 * i, 0, 0), (40, 32)))  # centre square: 32 px
+    save(d / "large.png", solid((0, 0, 0), (80, 80)))
+    expected = (
+        "dataset=folder: 3 of 4 images are smaller than dataset.resolution=64 (median side 32 px) and were "
+        "enlarged to it; dataset.resolution=32 trains on them without enlarging, on 4x fewer pixels"
+    )
+    for build in ("decoded", "reusing the cache"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ganctl.data"):
+            load_dataset(folder_cfg(d, tmp_path, resolution=64), CPU)
+        assert build in caplog.text
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [expected]
+    # At a side they all reach, or when at most half are smaller, nothing is said.
+    for resolution, extra_large in ((32, 0), (64, 1)):
+        if extra_large:  # 3 of 6
+            save(d / "large2.png", solid((0, 0, 0), (70, 70)))
+            save(d / "large3.png", solid((9, 0, 0), (70, 64)))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ganctl.data"):
+            load_dataset(folder_cfg(d, tmp_path, resolution=resolution), CPU)
+        assert "decoded" in caplog.text and not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def test_an_interrupted_build_is_never_trusted(tmp_path, caplog):
     d = tmp_path / "imgs"
     save(d / "a.png", solid((7, 7, 7), (8, 8)))

@@ -214,12 +214,11 @@ def _warn_enlarged(m: dict) -> None:
     n, res, median = m["shape"][0], m["resolution"], m.get("median_side")  # caches before 2026-12-07: none
     if median is None or 2 * m["enlarged"] <= n:
         return
-    smaller = [r for r in SUGGESTED_SIDES if r <= median]
-    suggestion = (
-        f"; dataset.resolution={smaller[-1]} trains on them without enlarging, on {(res / smaller[-1]) ** 2:.0f}x fewer pixels"
-        if smaller and smaller[-1] < res
-        else ""
-    )
+    fits = [r for r in SUGGESTED_SIDES if r <= median and r < res]
+    suggestion = ""
+    if fits:
+        side = fits[-1]
+        suggestion = f"; dataset.resolution={side} trains on them without enlarging, on {(res / side) ** 2:.0f}x fewer pixels"
     log.warning(
         f"dataset=folder: {m['enlarged']} of {n} images are smaller than dataset.resolution={res} "
         f"(median side {median} px) and were enlarged to it{suggestion}"
@@ -322,7 +321,8 @@ def _build(
         raise
     if classes is not None:
         atomic_write(cache / LABELS, lambda f: np.save(f, np.asarray(kept_labels, dtype=np.int64)))
-    manifest = _manifest(root, cfg, (n, channels, res, res), classes, len(files), skipped, sides, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    manifest = _manifest(root, cfg, (n, channels, res, res), classes, len(files), skipped, sides, seconds)
     # The manifest is the commit point: until it exists, _complete ignores the files beside it.
     atomic_write(cache / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     _built_here.add(cache)

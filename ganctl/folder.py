@@ -218,7 +218,8 @@ def _warn_enlarged(m: dict) -> None:
     suggestion = ""
     if fits:
         side = fits[-1]
-        suggestion = f"; dataset.resolution={side} trains on them without enlarging, on {(res / side) ** 2:.0f}x fewer pixels"
+        fewer = (res / side) ** 2
+        suggestion = f"; dataset.resolution={side} trains on them without enlarging, on {fewer:.0f}x fewer pixels"
     log.warning(
         f"dataset=folder: {m['enlarged']} of {n} images are smaller than dataset.resolution={res} "
         f"(median side {median} px) and were enlarged to it{suggestion}"

@@ -42,6 +42,7 @@ TASKS = (CLASSES, SELFSUP)
 ROTATIONS = 4  # selfsup's classes: 0, 90, 180, 270 degrees
 # selfsup's minimum number of updates: a folder of 2,000 images is 4 epochs in 110 updates
 MIN_SELFSUP_UPDATES = 1500
+PROGRESS_EVERY_S = 5.0  # the feature net's training prints a line at most this often
 MAX_SIDE = 64  # larger images are area-downscaled to this side first, so the net's cost stays bounded
 KID_SUBSETS = metrics.KID_SUBSETS
 HELD_OUT = 1000  # the last images of the split; never trained on, they measure the accuracy
@@ -263,6 +264,7 @@ def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool, 
     if task == SELFSUP:
         updates = max(updates, MIN_SELFSUP_UPDATES)
     start, done = time.perf_counter(), 0
+    said = start
     while done < updates:
         net.train()
         perm = train_rows[torch.randperm(len(train_rows))]
@@ -274,7 +276,11 @@ def _fit(cfg: DatasetConfig, device: torch.device, epochs: int, progress: bool, 
             done += 1
             if done == updates:
                 break
-        if progress:
+        # An epoch of a small folder is a few updates: a line every PROGRESS_EVERY_S seconds, and the
+        # last, rather than one per epoch (300 lines for 300 images).
+        now = time.perf_counter()
+        if progress and (done == updates or now - said >= PROGRESS_EVERY_S):
+            said = now
             print(
                 f"ganctl: feature net ({task}) {done}/{updates} updates, loss {loss.item():.4f} "
                 f"({time.perf_counter() - start:.0f} s)",

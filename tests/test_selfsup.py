@@ -4,6 +4,7 @@ folder: best.pt, metrics.csv, curves.png and a resume that keeps the best so far
 
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
@@ -50,12 +51,17 @@ def shapes(tmp_path_factory):
     return write_folder(base / "imgs"), base / "data"
 
 
-def test_selfsup_features_fit_cache_and_refit_on_a_changed_folder(shapes, monkeypatch):
+def test_selfsup_features_fit_cache_and_refit_on_a_changed_folder(shapes, monkeypatch, capsys):
     imgs, root = shapes
     cfg = folder_cfg(imgs, root)
     # 300 updates learn these shapes' rotations; the default floor of 1,500 is for real images.
     monkeypatch.setattr(features, "MIN_SELFSUP_UPDATES", 300)
-    model = features.load_or_fit(cfg, CPU, progress=False, task=features.SELFSUP)
+    start = time.perf_counter()
+    model = features.load_or_fit(cfg, CPU, progress=True, task=features.SELFSUP)
+    seconds = time.perf_counter() - start
+    # 58 training images are one update an epoch: a progress line every 5 s and the last, not 300.
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "updates, loss" in ln]
+    assert 1 <= len(lines) <= 1 + seconds / features.PROGRESS_EVERY_S and " 300/300 updates" in lines[-1], lines
     # In the folder's own pack folder, named by the folder's cache key; the rotations of upright
     # L shapes are easy to tell apart (chance is 25%).
     assert model.path.parent.parent == root / "folder-cache" and model.path.name == "features_selfsup.pt"

@@ -55,3 +55,25 @@ def test_a_time_budget_on_image_data_records_a_command_that_runs_again():
     assert cfg.trainer.minutes == 1 and cfg.model.arch == "dcgan"
     with pytest.raises(ConfigError, match="trainer.minutes=1 sets the run's length"):
         ganctl.compose(None, *recorded, "trainer.steps=5")
+
+
+def test_flags_before_the_overrides_keep_the_recipe_and_the_length(tmp_path):
+    """The overrides ganctl adds go just before the user's first one: put in front of a leading
+    `-m` or `--cfg job`, they split Hydra's positional overrides and argparse refused the command."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "train",
+        "-m",
+        "+experiment=ring8",
+        "trainer.epochs=1,2",
+        "dataset.samples_per_epoch=1024",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 1024 samples in ring8's batches of 512: 2 steps an epoch.
+    assert [checkpoint.load(sweep / str(job))["step"] for job in (0, 1)] == [2, 4]
+    proc = run_cli("train", "--cfg", "job", "dataset=folder", f"dataset.path={tmp_path}", "trainer.epochs=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    assert {"arch: dcgan", "steps: null", "epochs: 3.0"} <= set(lines), proc.stdout

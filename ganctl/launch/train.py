@@ -55,12 +55,20 @@ def _check_run(cfg, new_folder: str | None = None) -> None:
     check_data(cfg)
 
 
+def _put_in_front(added: list[str], args: list[str]) -> list[str]:
+    """`added` just before the user's first override: Hydra's argparse takes the overrides as one
+    run of positional arguments, so they may not come before a leading flag (`-m a=1,2`, `--cfg job
+    a=1`, where `job` is the flag's value and no override)."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:first], *added, *args[first:]]
+
+
 def train_main(args: list[str]) -> None:
     """Run `ganctl train ARGS` (Hydra's overrides and flags, plus ganctl's overwrite=)."""
     args, overwrite = take_overwrite(args)
     # Image data without an experiment gets the modern recipe, and a trainer.epochs outranks an
     # experiment's trainer.steps: overrides in front of the user's, whose words still win.
-    command = Command([*in_front(Command(args, overwrite).overrides), *args], overwrite)
+    command = Command(_put_in_front(in_front(Command(args, overwrite).overrides), args), overwrite)
     args = command.args
     compose.check_group_options(command.overrides)
     target = resume_target(command.overrides)
